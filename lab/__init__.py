@@ -1,0 +1,8 @@
+"""Code shared by the lab's three services, its tests and its demo.
+
+Only what would otherwise be written three times lives here: the model of what each
+receiver mode costs, settings parsing, logging, and the metrics helpers.
+"""
+
+# The body every successful call answers with, exactly as in the seed post.
+SEED_BODY = b'{"res":{"message":"success"}}'

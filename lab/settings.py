@@ -1,0 +1,62 @@
+"""Typed settings, parsed once at start from the environment.
+
+Every service subclasses `ServiceSettings`; variables are the field names in upper case
+(`PORT`, `RECEIVER_MODE`, ...). `load()` turns a bad value into one line on stderr that
+names the variable, the value and what is allowed, and exits with status 2 before the
+service binds any port.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lab.metrics import MAX_SECONDS
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+# Durations in seconds: finite, not negative, and within the histograms' buckets.
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+
+EXIT_BAD_CONFIG = 2
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    metrics_port: Port
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> "ServiceSettings":
+        port = getattr(self, "port", None)
+        if port is not None and port == self.metrics_port:
+            raise ValueError(
+                f"METRICS_PORT={self.metrics_port} is the same as PORT: "
+                "the metrics server needs a port of its own"
+            )
+        return self
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def describe(error: dict[str, Any]) -> str:
+    """One pydantic error as `VARIABLE='value': what is allowed`."""
+    if not error["loc"]:  # a check across fields: its message names the variables
+        return error["msg"].removeprefix("Value error, ")
+    variable = str(error["loc"][0]).upper()
+    return f"{variable}={error['input']!r}: {error['msg']}"
+
+
+def load(cls: type[S], service: str) -> S:
+    """Parse `cls` from the environment, or exit with one line saying what is wrong."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = "; ".join(describe(e) for e in exc.errors())
+        print(f"{service}: bad configuration: {problems}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None

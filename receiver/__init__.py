@@ -1,0 +1,1 @@
+"""receiver: FastAPI service that calls upstream for every request, in one of four modes."""

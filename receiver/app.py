@@ -1,0 +1,113 @@
+"""The receiver: GET /tasks/{name} calls upstream the way RECEIVER_MODE says."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lab import SEED_BODY
+from lab.metrics import MAX_SECONDS
+from receiver.clients import UpstreamError, open_clients
+from receiver.metrics import DURATION, IN_FLIGHT, INFO, LOOP_LAG, REQUESTS
+from receiver.modes import HANDLERS
+from receiver.settings import Settings
+
+log = logging.getLogger("receiver")
+
+TaskName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+Delay = Annotated[
+    float | None,
+    Query(ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="Seconds upstream waits; its default if absent."),
+]
+
+
+class HttpMetrics:
+    """Pure ASGI middleware (BaseHTTPMiddleware would cost most of the throughput)."""
+
+    def __init__(self, app: ASGIApp, mode: str):
+        self.app = app
+        self.mode = mode
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        with IN_FLIGHT:
+            try:
+                await self.app(scope, receive, send_and_record)
+            finally:
+                route = getattr(scope.get("route"), "path", "unmatched")  # a template, never a raw path
+                REQUESTS.labels(self.mode, route, str(status)).inc()
+                DURATION.labels(self.mode, route).observe(time.perf_counter() - started)
+
+
+def info_of(settings: Settings) -> dict[str, Any]:
+    return {
+        "mode": settings.receiver_mode,
+        "threads": settings.receiver_threads,
+        "pool_limit": settings.receiver_pool_limit,
+        "requests_pool": settings.receiver_requests_pool,
+        "upstream_url": settings.upstream_base,
+        "upstream_timeout": settings.receiver_upstream_timeout,
+    }
+
+
+def create_app(settings: Settings) -> FastAPI:
+    handle = HANDLERS[settings.receiver_mode]
+    work_url = f"{settings.upstream_base}/work"
+    INFO.info({key: str(value) for key, value in info_of(settings).items()})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        probe = asyncio.create_task(LOOP_LAG.run())
+        async with open_clients(settings) as clients:
+            app.state.clients = clients
+            yield
+        probe.cancel()
+
+    app = FastAPI(title="receiver", lifespan=lifespan)
+    app.add_middleware(HttpMetrics, mode=settings.receiver_mode)
+
+    @app.get("/tasks/{name}")
+    async def task(name: TaskName, request: Request, delay: Delay = None) -> Response:
+        log.info("Received %s Request!!", name)
+        url = work_url if delay is None else f"{work_url}?delay={delay:g}"
+        try:
+            await handle(request.app.state.clients, url)
+        except UpstreamError as exc:
+            log.info("Send %s error %d: %s", name, exc.status, exc.detail)
+            return JSONResponse({"error": exc.detail}, status_code=exc.status)
+        log.info("Send %s response", name)
+        return Response(SEED_BODY, media_type="application/json")
+
+    @app.get("/info")
+    async def info(request: Request) -> dict[str, Any]:
+        """The mode, the caps that shape it, and upstream's own settings (null if unreachable)."""
+        try:
+            async with request.app.state.clients.session.get(f"{settings.upstream_base}/info") as response:
+                upstream = await response.json() if response.status == 200 else None
+        except (OSError, TimeoutError, ValueError):
+            upstream = None
+        return {**info_of(settings), "upstream": upstream}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,43 @@
+"""The four ways the receiver calls upstream. RECEIVER_MODE picks one of HANDLERS."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from lab.model import Mode
+from receiver.clients import Clients, call_with_aiohttp, call_with_requests
+
+
+async def sync(clients: Clients, url: str) -> None:
+    # Deliberately blocking: requests inside async def holds the event loop for the whole
+    # call. Nothing else runs meanwhile: other requests are not even read (seed experiment 1).
+    call_with_requests(clients, url)
+
+
+async def async_(clients: Clients, url: str) -> None:
+    # aiohttp waits without blocking: other requests go on meanwhile (seed experiment 2).
+    await call_with_aiohttp(clients, url)
+
+
+async def mixed(clients: Clients, url: str) -> None:
+    # The seed's unwritten case: one aiohttp call, then one requests call.
+    await call_with_aiohttp(clients, url)
+    # Deliberately blocking, as in sync: this one call is enough to serialize the service.
+    call_with_requests(clients, url)
+
+
+async def threaded(clients: Clients, url: str) -> None:
+    # Keeps the sync library but runs it in a worker thread: the loop stays free, and at
+    # most RECEIVER_THREADS calls run at once.
+    await asyncio.get_running_loop().run_in_executor(clients.threads, call_with_requests, clients, url)
+
+
+Handler = Callable[[Clients, str], Awaitable[None]]
+
+HANDLERS: dict[Mode, Handler] = {
+    "sync": sync,
+    "async": async_,
+    "mixed": mixed,
+    "threaded": threaded,
+}

@@ -1,0 +1,100 @@
+"""One burst: N requests sent at the same moment, each timed from that moment."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from lab import model
+from sender.metrics import LATENCY, REQUESTS
+
+log = logging.getLogger("sender")
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    seconds: float  # from the burst's start (the intended send time) to the answer
+    status: int | None  # None: no answer (refused, reset, timed out)
+    body: str
+
+
+@dataclass(frozen=True)
+class Burst:
+    results: list[Result]
+
+    @property
+    def makespan(self) -> float:
+        return max(r.seconds for r in self.results)
+
+    @property
+    def failures(self) -> int:
+        return sum(r.status != 200 for r in self.results)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    mode: model.Mode
+    delay: float
+    makespan: float
+
+    def __str__(self) -> str:
+        return f"{self.makespan:.3f}s ({model.FORMULAS[self.mode]} with D={self.delay:g}s)"
+
+
+def task_names(n: int) -> list[str]:
+    return [f"task{i}" for i in range(1, n + 1)]
+
+
+async def fetch_info(session: aiohttp.ClientSession, receiver: str) -> dict[str, Any] | None:
+    """The receiver's GET /info, or None if it cannot be had."""
+    try:
+        async with session.get(f"{receiver}/info") as response:
+            return await response.json() if response.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        log.warning("could not read %s/info (%s): no prediction for this burst", receiver, exc)
+        return None
+
+
+def predict(info: dict[str, Any] | None, n: int, delay: float | None) -> Prediction | None:
+    """The model's makespan for a burst of n, from the receiver's /info."""
+    if info is None or info.get("mode") not in model.MODES:
+        return None
+    if delay is None:
+        delay = (info.get("upstream") or {}).get("delay")
+        if delay is None:
+            return None
+    caps = model.Caps(pool_limit=info["pool_limit"], threads=info["threads"])
+    return Prediction(info["mode"], delay, model.makespan(info["mode"], n, delay, caps))
+
+
+async def send(session: aiohttp.ClientSession, url: str, name: str, start: float) -> Result:
+    log.info("--- %s -----", name)
+    log.info("--- %s Send!!", name)
+    try:
+        async with session.get(url) as response:
+            status: int | None = response.status
+            body = await response.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        status, body = None, f"{type(exc).__name__}: {exc}"
+    seconds = time.perf_counter() - start
+    log.info("--- %s status = %s", name, status or "error")
+    log.info("--- %s%s", name, body)
+    REQUESTS.labels(str(status or "error")).inc()
+    LATENCY.observe(seconds)
+    return Result(name, seconds, status, body)
+
+
+async def run_burst(session: aiohttp.ClientSession, receiver: str, n: int, delay: float | None) -> Burst:
+    """Send task1..taskN at once to GET /tasks/{name}; time each from the common start."""
+    query = "" if delay is None else f"?delay={delay:g}"
+    start = time.perf_counter()
+    results = await asyncio.gather(
+        *(send(session, f"{receiver}/tasks/{name}{query}", name, start) for name in task_names(n))
+    )
+    return Burst(list(results))

@@ -1,0 +1,1 @@
+"""upstream: the slow dependency the receiver calls (aiohttp.web)."""

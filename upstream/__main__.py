@@ -1,0 +1,27 @@
+"""python -m upstream: settings, logging, metrics thread, then the aiohttp server."""
+
+import logging
+
+from aiohttp import web
+
+from lab import logs, metrics
+from lab.settings import load
+from upstream.app import create_app
+from upstream.settings import Settings
+
+
+def main() -> None:
+    settings = load(Settings, "upstream")
+    logs.setup()
+    metrics.serve(settings.metrics_port, settings.host)
+    logging.info(
+        "upstream: delay=%gs jitter=±%gs error_rate=%g max_delay=%gs, metrics on :%d",
+        settings.upstream_delay, settings.upstream_jitter, settings.upstream_error_rate,
+        settings.upstream_max_delay, settings.metrics_port,
+    )
+    # No access log: upstream must never be the bottleneck; its metrics tell what it served.
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
