@@ -35,7 +35,7 @@ MODES: tuple[Mode, ...] = get_args(Mode)
 FORMULAS: dict[Mode, str] = {
     "sync": "N·D",
     "async": "⌈N/L⌉·D",
-    "mixed": "(N+1)·D, 2N·D if L=1",
+    "mixed": "(N+1)·D (2N·D if L=1)",
     "threaded": "⌈N/T⌉·D",
 }
 
@@ -94,6 +94,30 @@ def makespan(mode: Mode, n: int, delay: float, caps: Caps) -> float:
     return completion_times(mode, n, delay, caps)[-1]
 
 
-def upstream_calls_per_request(mode: Mode) -> int:
-    """mixed makes one aiohttp call and one requests call; the others make one."""
-    return 2 if mode == "mixed" else 1
+# Upstream calls each request makes with a client that blocks the event loop, and in all.
+BLOCKING_CALLS: dict[Mode, int] = {"sync": 1, "async": 0, "mixed": 1, "threaded": 0}
+UPSTREAM_CALLS: dict[Mode, int] = {"sync": 1, "async": 1, "mixed": 2, "threaded": 1}
+
+
+def blocked_seconds(mode: Mode, n: int, delay: float) -> float:
+    """How long a burst holds the receiver's event loop: every blocking call, one after another."""
+    return BLOCKING_CALLS[mode] * n * delay
+
+
+def upstream_concurrency(mode: Mode, n: int, caps: Caps) -> int:
+    """The most calls upstream is working on at once during a burst of n.
+
+    sync: 1, the loop makes one call at a time. async and mixed: the aiohttp calls, up to
+    the connector limit (in mixed, a later wave's call overlaps one blocking call, which
+    never exceeds L for L >= 2). threaded: up to the number of threads.
+    """
+    def capped(cap: int) -> int:
+        return n if cap <= 0 else min(n, cap)
+
+    per_mode: dict[Mode, int] = {
+        "sync": 1,
+        "async": capped(caps.pool_limit),
+        "mixed": capped(caps.pool_limit),
+        "threaded": capped(caps.threads),
+    }
+    return per_mode[mode]

@@ -44,7 +44,7 @@ class Prediction:
     makespan: float
 
     def __str__(self) -> str:
-        return f"{self.makespan:.3f}s ({model.FORMULAS[self.mode]} with D={self.delay:g}s)"
+        return f"{self.makespan:.3f}s [{model.FORMULAS[self.mode]}, D={self.delay:g}s]"
 
 
 def task_names(n: int) -> list[str]:

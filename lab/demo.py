@@ -1,0 +1,96 @@
+"""python -m lab.demo: the seed's experiment on this machine, without Docker.
+
+Starts upstream and a receiver in the given mode on free loopback ports, sends one burst
+(python -m sender --once), prints the sender's and the receiver's timelines side by side,
+and stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from lab import model
+from lab.processes import ROOT, Service
+
+LINE = re.compile(r"^(\d\d:\d\d:\d\d,\d{3}) - (.*)$")
+SENDER_WIDTH = 44
+
+
+def timestamped(text: str, since: str = "", until: str = "99") -> list[tuple[str, str]]:
+    """(time, message) for each log line from `since` to `until` (HH:MM:SS,mmm)."""
+    found = (LINE.match(line) for line in text.splitlines())
+    return [(m[1], m[2]) for m in found if m and since <= m[1] <= until]
+
+
+def side_by_side(sender: list[tuple[str, str]], receiver: list[tuple[str, str]], mode: str) -> str:
+    # Sorted by time; within a millisecond the receiver's lines first (its answer is logged
+    # just before the sender logs getting it), and each side keeps its own order.
+    rows = sorted([(t, 1, msg) for t, msg in sender] + [(t, 0, msg) for t, msg in receiver], key=lambda r: r[:2])
+    out = [f"{'time':<14}{'sender':<{SENDER_WIDTH}}receiver ({mode})", "-" * 110]
+    for t, column, msg in rows:
+        out.append(f"{t:<14}{msg}" if column == 1 else f"{t:<14}{'':<{SENDER_WIDTH}}{msg}")
+    return "\n".join(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", choices=model.MODES, default="sync")
+    parser.add_argument("--delay", type=float, default=10.0, help="upstream delay D in seconds (seed: 10)")
+    parser.add_argument("-n", type=int, default=2, help="requests in the burst (seed: 2)")
+    parser.add_argument("--threads", type=int, default=40, help="RECEIVER_THREADS (threaded mode)")
+    parser.add_argument("--pool-limit", type=int, default=100, help="RECEIVER_POOL_LIMIT (async, mixed)")
+    args = parser.parse_args()
+
+    caps = model.Caps(pool_limit=args.pool_limit, threads=args.threads)
+    predicted = model.makespan(args.mode, args.n, args.delay, caps)
+    with tempfile.TemporaryDirectory(prefix="lab-demo-") as tmp:
+        upstream = Service("upstream", {"UPSTREAM_DELAY": str(args.delay)}, Path(tmp, "upstream.log"))
+        receiver = Service(
+            "receiver",
+            {
+                "RECEIVER_MODE": args.mode,
+                "UPSTREAM_URL": upstream.url,
+                "RECEIVER_THREADS": str(args.threads),
+                "RECEIVER_POOL_LIMIT": str(args.pool_limit),
+            },
+            Path(tmp, "receiver.log"),
+        )
+        try:
+            upstream.start().wait_healthy()
+            receiver.start().wait_healthy()
+            print(
+                f"mode={args.mode}  N={args.n}  D={args.delay:g}s  upstream {upstream.url}  receiver {receiver.url}\n"
+                f"sending {args.n} requests at once; the model predicts {predicted:.3f}s "
+                f"({model.FORMULAS[args.mode]}) ...",
+                flush=True,
+            )
+            sender = subprocess.run(
+                [sys.executable, "-m", "sender", "--once"],
+                cwd=ROOT,
+                env={**os.environ, "RECEIVER_URL": receiver.url, "SENDER_CONCURRENCY": str(args.n)},
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            receiver.stop()
+            upstream.stop()
+        sent = timestamped(sender.stdout)
+        burst = [(t, msg) for t, msg in sent if not msg.startswith("===")]
+        window = {"since": burst[0][0], "until": burst[-1][0]} if burst else {}
+        print()
+        print(side_by_side(burst, timestamped(receiver.log(), **window), args.mode))
+        print()
+        print("\n".join(line for line in sender.stdout.splitlines() if not LINE.match(line) or "===" in line))
+        if sender.returncode:
+            print(f"the sender failed (exit {sender.returncode}):\n{sender.stderr}\n{receiver.log()}", file=sys.stderr)
+        return sender.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

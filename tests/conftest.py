@@ -1,0 +1,74 @@
+"""Fixtures that start the real services as processes on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from lab.processes import Service, get
+
+# Set by .ci/run: a check that cannot run here (a missing tool) fails instead of skipping.
+STRICT = os.environ.get("LAB_STRICT") == "1"
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: apt-get install prometheus)"
+        if STRICT:
+            pytest.fail(f"{message}; LAB_STRICT=1 makes this a failure")
+        pytest.skip(message)
+    return path
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str, timeout: float = 5.0) -> Samples:
+    """Every sample of a /metrics page, keyed by (name, labels)."""
+    status, body = get(url, timeout=timeout)
+    assert status == 200, f"{url} answered {status}"
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 if it does not exist yet (a counter never incremented)."""
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+@pytest.fixture
+def start(tmp_path) -> Iterator[Callable[..., Service]]:
+    """start(module, **env) -> a healthy Service; all are stopped when the test ends."""
+    started: list[Service] = []
+
+    def _start(module: str, **env: str) -> Service:
+        service = Service(module, env, tmp_path / f"{module}-{len(started)}.log")
+        started.append(service)
+        return service.start().wait_healthy()
+
+    yield _start
+    for service in reversed(started):
+        service.stop()
+
+
+@pytest.fixture
+def upstream(start) -> Service:
+    return start("upstream")
+
+
+@pytest.fixture
+def receiver_for(start, upstream) -> Callable[..., Service]:
+    """receiver_for(mode, **env) -> a healthy receiver calling this test's upstream."""
+
+    def _receiver(mode: str, **env: str) -> Service:
+        return start("receiver", RECEIVER_MODE=mode, UPSTREAM_URL=upstream.url, **env)
+
+    return _receiver

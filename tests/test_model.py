@@ -1,0 +1,54 @@
+"""The model: closed forms, and that every mode has both a model and a handler."""
+
+import pytest
+
+from lab import model
+from receiver.modes import HANDLERS
+
+
+def test_every_mode_has_a_handler_a_model_and_a_formula():
+    assert set(HANDLERS) == set(model.MODES) == set(model.FORMULAS)
+    assert set(model.BLOCKING_CALLS) == set(model.UPSTREAM_CALLS) == set(model.MODES)
+
+
+@pytest.mark.parametrize(
+    "mode, caps, expected",
+    [
+        ("sync", model.Caps(100, 40), [1, 2, 3, 4]),
+        ("async", model.Caps(100, 40), [1, 1, 1, 1]),
+        ("async", model.Caps(0, 40), [1, 1, 1, 1]),
+        ("async", model.Caps(3, 40), [1, 1, 1, 2]),
+        ("threaded", model.Caps(100, 40), [1, 1, 1, 1]),
+        ("threaded", model.Caps(100, 2), [1, 1, 2, 2]),
+        ("mixed", model.Caps(100, 40), [2, 3, 4, 5]),
+        ("mixed", model.Caps(2, 40), [2, 3, 4, 5]),
+        ("mixed", model.Caps(1, 40), [2, 4, 6, 8]),
+    ],
+)
+def test_completion_times_in_units_of_delay(mode, caps, expected):
+    assert model.completion_times(mode, 4, 1.0, caps) == expected
+    assert model.makespan(mode, 4, 2.5, caps) == expected[-1] * 2.5
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 17])
+@pytest.mark.parametrize("limit", [0, 1, 2, 3, 8])
+def test_mixed_recurrence_matches_its_closed_form(n, limit):
+    closed = [2 * k if limit == 1 else k + 1 for k in range(1, n + 1)]
+    assert model.completion_times("mixed", n, 1.0, model.Caps(limit, 1)) == closed
+
+
+def test_the_seed_numbers():
+    caps = model.Caps(100, 40)
+    assert model.makespan("sync", 2, 10.0, caps) == 20.0
+    assert model.makespan("async", 2, 10.0, caps) == 10.0
+
+
+def test_upstream_concurrency_and_blocking():
+    caps = model.Caps(pool_limit=3, threads=2)
+    assert [model.upstream_concurrency(m, 5, caps) for m in model.MODES] == [1, 3, 3, 2]
+    assert [model.blocked_seconds(m, 4, 0.5) for m in model.MODES] == [2.0, 0.0, 2.0, 0.0]
+
+
+def test_an_empty_burst_is_an_error():
+    with pytest.raises(ValueError, match="at least one request"):
+        model.makespan("sync", 0, 1.0, model.Caps(1, 1))

@@ -1,0 +1,116 @@
+"""Each mode against the model: a burst of N=4 with D=0.5 s through real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+import aiohttp
+import pytest
+
+from lab import model
+from lab.processes import Service, get
+from sender.burst import Burst, run_burst
+from tests.conftest import scrape, value
+
+N, D = 4, 0.5
+# Measured times may exceed the model by 20% plus a small constant (startup of a burst,
+# loopback round trips, logging); they may not come in much under it.
+RELATIVE, CONSTANT = 0.20, 0.15
+
+CASES = [
+    pytest.param("sync", {}, id="sync"),
+    pytest.param("async", {}, id="async"),
+    pytest.param("mixed", {}, id="mixed"),
+    pytest.param("threaded", {}, id="threaded"),
+    pytest.param("async", {"RECEIVER_POOL_LIMIT": "2"}, id="async-L2"),
+    pytest.param("mixed", {"RECEIVER_POOL_LIMIT": "2"}, id="mixed-L2"),
+    pytest.param("mixed", {"RECEIVER_POOL_LIMIT": "1"}, id="mixed-L1"),
+    pytest.param("threaded", {"RECEIVER_THREADS": "2"}, id="threaded-T2"),
+]
+
+
+def caps_of(receiver: Service) -> model.Caps:
+    info = json.loads(get(f"{receiver.url}/info")[1])
+    return model.Caps(pool_limit=info["pool_limit"], threads=info["threads"])
+
+
+def burst(receiver: Service, n: int = N, delay: float = D) -> Burst:
+    async def _run() -> Burst:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            return await run_burst(session, receiver.url, n, delay)
+
+    return asyncio.run(_run())
+
+
+def receiver_events(log: str) -> list[tuple[str, str]]:
+    """("Received" | "Send", task name) for each of the receiver's seed-style lines, in order."""
+    return re.findall(r" - (Received|Send) (task\d+) (?:Request!!|response)", log)
+
+
+def assert_close(measured: float, predicted: float, what: str) -> None:
+    assert predicted * (1 - RELATIVE) - CONSTANT <= measured <= predicted * (1 + RELATIVE) + CONSTANT, (
+        f"{what}: measured {measured:.3f}s, model {predicted:.3f}s"
+    )
+
+
+@pytest.mark.parametrize("mode, env", CASES)
+def test_burst_matches_the_model(mode, env, upstream, receiver_for):
+    receiver = receiver_for(mode, **env)
+    caps = caps_of(receiver)
+    before = scrape(receiver.metrics_url)
+
+    result = burst(receiver)
+    time.sleep(0.2)  # let the lag probe record the last stall
+
+    assert [r.status for r in result.results] == [200] * N
+    predicted = model.completion_times(mode, N, D, caps)
+    measured = sorted(r.seconds for r in result.results)
+    for k, (m, p) in enumerate(zip(measured, predicted), start=1):
+        assert_close(m, p, f"{mode} {env} answer {k}")
+    assert_close(result.makespan, model.makespan(mode, N, D, caps), f"{mode} {env} makespan")
+
+    # Concurrency as upstream saw it: 1 in sync, N in async (up to the caps).
+    upstream_metrics = scrape(upstream.metrics_url)
+    assert value(upstream_metrics, "upstream_http_requests_in_flight_peak") == model.upstream_concurrency(mode, N, caps)
+    assert value(upstream_metrics, "upstream_http_requests_total", route="/work", status="200") == (
+        N * model.UPSTREAM_CALLS[mode]
+    )
+
+    # The receiver's log in the seed's order.
+    events = receiver_events(receiver.log())
+    assert len(events) == 2 * N
+    if mode == "sync":
+        # task k+1 is only received after task k's response has gone out
+        assert [kind for kind, _ in events] == ["Received", "Send"] * N
+        assert all(events[i][1] == events[i + 1][1] for i in range(0, 2 * N, 2))
+    else:
+        # all received at once, before any response
+        assert [kind for kind, _ in events] == ["Received"] * N + ["Send"] * N
+
+    # Event-loop lag: the loop stalls for every blocking call, and only then.
+    after = scrape(receiver.metrics_url)
+    lag = value(after, "receiver_event_loop_lag_seconds_sum") - value(before, "receiver_event_loop_lag_seconds_sum")
+    blocked = model.blocked_seconds(mode, N, D)
+    if blocked:
+        assert lag >= 0.7 * blocked, f"{mode}: the loop stalled only {lag:.3f}s of {blocked:.3f}s"
+    else:
+        assert lag < 0.05 * N * D, f"{mode}: the loop stalled {lag:.3f}s though nothing blocks it"
+
+    # The receiver counted the requests under its mode and the route template.
+    counted = value(after, "receiver_http_requests_total", mode=mode, route="/tasks/{name}", status="200")
+    assert counted == N
+    clients = {"sync": ["requests"], "async": ["aiohttp"], "mixed": ["aiohttp", "requests"], "threaded": ["requests"]}
+    for client in clients[mode]:
+        assert value(after, "receiver_upstream_call_duration_seconds_count", client=client, outcome="ok") == N
+
+
+def test_the_seed_experiment_in_small(upstream, receiver_for):
+    """Two simultaneous calls: twice the delay with requests, once with aiohttp."""
+    sync = burst(receiver_for("sync"), n=2, delay=1.0).makespan
+    async_ = burst(receiver_for("async"), n=2, delay=1.0).makespan
+    assert_close(sync, 2.0, "sync")
+    assert_close(async_, 1.0, "async")
+    assert sync > 1.5 * async_
