@@ -41,7 +41,7 @@ def side_by_side(sender: list[tuple[str, str]], receiver: list[tuple[str, str]],
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=model.MODES, default="sync")
-    parser.add_argument("--delay", type=float, default=10.0, help="upstream delay D in seconds (seed: 10)")
+    parser.add_argument("--delay", type=float, default=1.0, help="upstream delay D in seconds (the seed used 10)")
     parser.add_argument("-n", type=int, default=2, help="requests in the burst (seed: 2)")
     parser.add_argument("--threads", type=int, default=40, help="RECEIVER_THREADS (threaded mode)")
     parser.add_argument("--pool-limit", type=int, default=100, help="RECEIVER_POOL_LIMIT (async, mixed)")

@@ -1,0 +1,49 @@
+# The lab's commands; `make help` lists them. Everything runs from a virtual environment
+# in .venv that the first command creates (pinned by requirements files and constraints.txt).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+# make demo knobs: mode, upstream delay D (the seed used 10), burst size N, threads, pool limit
+MODE ?= sync
+DELAY ?= 1
+N ?= 2
+THREADS ?= 40
+POOL_LIMIT ?= 100
+
+REQUIREMENTS := requirements-dev.txt constraints.txt upstream/requirements.txt receiver/requirements.txt sender/requirements.txt
+
+.PHONY: help venv test demo upstream receiver sender constraints clean
+
+help:
+	@echo "make test                  run every test (creates .venv first)"
+	@echo "make demo MODE=sync        the seed's experiment on loopback: MODE=sync|async|mixed|threaded"
+	@echo "                           DELAY=1 N=2 THREADS=40 POOL_LIMIT=100 (DELAY=10: the seed's numbers)"
+	@echo "make upstream|receiver|sender   run one service in the foreground (configure by environment)"
+	@echo "make constraints           re-pin constraints.txt from the current .venv"
+	@echo "make clean                 remove .venv and caches"
+
+$(VENV)/.installed: $(REQUIREMENTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: $(VENV)/.installed
+	$(PY) -m lab.demo --mode $(MODE) --delay $(DELAY) -n $(N) --threads $(THREADS) --pool-limit $(POOL_LIMIT)
+
+upstream receiver sender: $(VENV)/.installed
+	$(PY) -m $@
+
+constraints: $(VENV)/.installed
+	{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) .pytest_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

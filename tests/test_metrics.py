@@ -1,0 +1,132 @@
+"""Every service's /metrics: parses, holds the lab's series, passes promtool, never stalls."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import pytest
+
+from lab.metrics import BUCKETS, MAX_SECONDS
+from lab.processes import Service, get
+from tests.conftest import require_tool, scrape, value
+
+UPSTREAM_SERIES = [
+    "upstream_http_requests_total",
+    "upstream_http_request_duration_seconds_bucket",
+    "upstream_http_requests_in_flight",
+    "upstream_http_requests_in_flight_peak",
+    "upstream_event_loop_lag_seconds_bucket",
+    "upstream_event_loop_blocked_seconds",
+]
+RECEIVER_SERIES = [
+    "receiver_http_requests_total",
+    "receiver_http_request_duration_seconds_bucket",
+    "receiver_http_requests_in_flight",
+    "receiver_http_requests_in_flight_peak",
+    "receiver_upstream_call_duration_seconds_bucket",
+    "receiver_event_loop_lag_seconds_bucket",
+    "receiver_event_loop_blocked_seconds",
+    "receiver_info",
+]
+SENDER_SERIES = [
+    "sender_requests_total",
+    "sender_request_duration_seconds_bucket",
+    "sender_bursts_total",
+    "sender_burst_size",
+    "sender_burst_makespan_seconds",
+    "sender_burst_predicted_makespan_seconds",
+    "sender_event_loop_lag_seconds_bucket",
+    "sender_event_loop_blocked_seconds",
+]
+
+
+def running_sender(start_service: Service) -> str:
+    """Wait until a sender process has finished a burst; its metrics text."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            status, body = get(start_service.metrics_url, timeout=1)
+            if status == 200 and "sender_bursts_total 1.0" in body.decode():
+                return body.decode()
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the sender finished no burst:\n{start_service.log()}")
+
+
+@pytest.fixture
+def lab(upstream, receiver_for, tmp_path):
+    """upstream, an async receiver, and a sender doing bursts of 3 (bounded: 3 bursts)."""
+    receiver = receiver_for("async")
+    sender = Service(
+        "sender",
+        {
+            "RECEIVER_URL": receiver.url,
+            "SENDER_CONCURRENCY": "3",
+            "SENDER_DELAY": "0.2",
+            "SENDER_INTERVAL": "2",
+            "SENDER_BURSTS": "3",
+        },
+        tmp_path / "sender.log",
+    ).start()
+    try:
+        sender_text = running_sender(sender)
+        yield {"upstream": upstream, "receiver": receiver, "sender": sender, "sender_text": sender_text}
+    finally:
+        sender.stop()
+
+
+def metrics_text(lab: dict, name: str) -> str:
+    return lab["sender_text"] if name == "sender" else get(lab[name].metrics_url)[1].decode()
+
+
+@pytest.mark.parametrize(
+    "name, series", [("upstream", UPSTREAM_SERIES), ("receiver", RECEIVER_SERIES), ("sender", SENDER_SERIES)]
+)
+def test_metrics_hold_the_lab_series(lab, name, series):
+    text = metrics_text(lab, name)
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    assert not [s for s in series if s not in names], f"{name} lacks series"
+    assert "_created" not in text
+    assert f'le="{BUCKETS[-1]}"' in text and BUCKETS[-1] > MAX_SECONDS
+
+
+def test_metric_values_tell_the_story(lab):
+    receiver = scrape(lab["receiver"].metrics_url)
+    assert value(receiver, "receiver_info", mode="async", threads="40", pool_limit="100", requests_pool="10",
+                 upstream_url=lab["upstream"].url, upstream_timeout="130.0") == 1
+    assert value(receiver, "receiver_http_requests_total", mode="async", route="/tasks/{name}", status="200") >= 3
+    sender = {line.split(" ")[0]: float(line.split(" ")[1]) for line in lab["sender_text"].splitlines()
+              if line.startswith("sender_burst")}
+    assert sender["sender_burst_size"] == 3
+    assert sender["sender_burst_predicted_makespan_seconds"] == pytest.approx(0.2)
+    assert 0.2 <= sender["sender_burst_makespan_seconds"] < 0.2 * 1.2 + 0.15
+
+
+@pytest.mark.parametrize("name", ["upstream", "receiver", "sender"])
+def test_promtool_finds_nothing(lab, name):
+    promtool = require_tool("promtool")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=metrics_text(lab, name), capture_output=True, text=True
+    )
+    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), (
+        checked.stdout + checked.stderr
+    )
+
+
+def test_metrics_answer_while_sync_mode_blocks_the_loop(upstream, receiver_for):
+    receiver = receiver_for("sync")
+    calls = [threading.Thread(target=get, args=(f"{receiver.url}/tasks/task{i}?delay=1", 10)) for i in (1, 2)]
+    for call in calls:
+        call.start()
+    time.sleep(0.5)  # now the loop sits in a blocking requests call
+    started = time.monotonic()
+    samples = scrape(receiver.metrics_url, timeout=1.0)
+    took = time.monotonic() - started
+    for call in calls:
+        call.join()
+    assert took < 1.0
+    assert value(samples, "receiver_event_loop_blocked_seconds") > 0.2
+    assert value(samples, "receiver_http_requests_in_flight") == 1
