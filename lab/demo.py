@@ -84,7 +84,8 @@ def main() -> int:
         burst = [(t, msg) for t, msg in sent if not msg.startswith("===")]
         window = {"since": burst[0][0], "until": burst[-1][0]} if burst else {}
         print()
-        print(side_by_side(burst, timestamped(receiver.log(), **window), args.mode))
+        answered = [(t, msg) for t, msg in timestamped(receiver.log(), **window) if '"GET /info ' not in msg]
+        print(side_by_side(burst, answered, args.mode))
         print()
         print("\n".join(line for line in sender.stdout.splitlines() if not LINE.match(line) or "===" in line))
         if sender.returncode:
