@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import aiohttp
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,6 +22,8 @@ from receiver.modes import HANDLERS
 from receiver.settings import Settings
 
 log = logging.getLogger("receiver")
+
+INFO_TIMEOUT = 2.0  # seconds /info waits for upstream's /info before reporting it as null
 
 TaskName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 Delay = Annotated[
@@ -100,9 +103,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def info(request: Request) -> dict[str, Any]:
         """The mode, the caps that shape it, and upstream's own settings (null if unreachable)."""
         try:
-            async with request.app.state.clients.session.get(f"{settings.upstream_base}/info") as response:
+            async with request.app.state.clients.session.get(
+                f"{settings.upstream_base}/info", timeout=aiohttp.ClientTimeout(total=INFO_TIMEOUT)
+            ) as response:
                 upstream = await response.json() if response.status == 200 else None
-        except (OSError, TimeoutError, ValueError):
+        except (aiohttp.ClientError, TimeoutError, ValueError):
             upstream = None
         return {**info_of(settings), "upstream": upstream}
 
