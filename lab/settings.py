@@ -25,7 +25,8 @@ EXIT_BAD_CONFIG = 2
 
 
 class ServiceSettings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    # env_ignore_empty: a variable set to "" (as compose passes an unset knob) means "use the default".
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True, env_ignore_empty=True)
 
     host: str = "127.0.0.1"
     metrics_port: Port

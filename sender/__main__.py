@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import math
+import signal
 import time
 
 import aiohttp
@@ -63,6 +64,20 @@ async def run(settings: Settings, once: bool) -> int:
             await asyncio.sleep(next_start - time.monotonic())
 
 
+async def until_stopped(settings: Settings, once: bool) -> int:
+    """run(), ended cleanly by SIGTERM (docker stop) or SIGINT (Ctrl-C)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await run(settings, once)
+    except asyncio.CancelledError:
+        log.info("sender: stopped")
+        return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sender", description=__doc__)
     parser.add_argument("--once", action="store_true", help="send one burst, print its timeline, exit non-zero if any request failed")
@@ -71,7 +86,7 @@ def main() -> None:
     logs.setup()
     if not args.once:
         metrics.serve(settings.metrics_port, settings.host)
-    raise SystemExit(asyncio.run(run(settings, args.once)))
+    raise SystemExit(asyncio.run(until_stopped(settings, args.once)))
 
 
 if __name__ == "__main__":

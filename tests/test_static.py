@@ -1,0 +1,161 @@
+"""The compose lab's files, checked without running it: compose, images, Prometheus, Grafana."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from lab import dashboard
+from lab.processes import ROOT
+from receiver.settings import Settings as ReceiverSettings
+from sender.settings import Settings as SenderSettings
+from tests.conftest import STRICT, require_tool
+from upstream.settings import Settings as UpstreamSettings
+
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = {"upstream": UpstreamSettings, "receiver": ReceiverSettings, "sender": SenderSettings}
+PYTHON_SERVICES = list(SERVICES)
+# Set by compose itself, not knobs: where to listen and where the next hop is.
+WIRING = {"HOST", "PORT", "METRICS_PORT", "UPSTREAM_URL", "RECEIVER_URL"}
+PINNED = re.compile(r"^[\w./-]+:(v?\d+\.\d+\.\d+)[\w.-]*$")  # a tag with a full version, never latest
+
+
+def dotenv() -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines()
+             if line.strip() and not line.startswith("#"))
+    return {key: value for key, value in pairs}
+
+
+def knobs(service: str) -> set[str]:
+    return {name.upper() for name in SERVICES[service].model_fields} - WIRING
+
+
+def test_compose_file_follows_the_rules():
+    assert "version" not in COMPOSE
+    assert set(COMPOSE["services"]) == {"upstream", "receiver", "sender", "prometheus", "grafana"}
+    for name, service in COMPOSE["services"].items():
+        assert "container_name" not in service, name
+        assert "healthcheck" in service and service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+        for dependency in service.get("depends_on", {}).values():
+            assert dependency == {"condition": "service_healthy"}, name
+    published = {s: [p.split(":")[1] for p in c.get("ports", [])] for s, c in COMPOSE["services"].items()}
+    assert published == {"upstream": ["8001"], "receiver": ["8000"], "sender": [], "prometheus": ["9090"],
+                         "grafana": ["3000"]}
+
+
+def test_every_image_is_pinned_and_overridable():
+    env = dotenv()
+    defaults = {
+        "PYTHON_IMAGE": re.search(r"ARG PYTHON_IMAGE=(\S+)", (ROOT / "receiver/Dockerfile").read_text())[1],
+        "PROMETHEUS_IMAGE": COMPOSE["services"]["prometheus"]["image"],
+        "GRAFANA_IMAGE": COMPOSE["services"]["grafana"]["image"],
+    }
+    for variable, default in defaults.items():
+        match = re.fullmatch(r"\$\{" + variable + r":-(.+)\}", default) if default.startswith("$") else None
+        image = match[1] if match else default
+        assert PINNED.match(image), f"{variable}: {image} is not pinned to a version"
+        assert env[variable] == image, f".env's {variable} differs from the default {image}"
+    for service in PYTHON_SERVICES:
+        assert COMPOSE["services"][service]["build"]["args"]["PYTHON_IMAGE"] == "${PYTHON_IMAGE:-%s}" % env["PYTHON_IMAGE"]
+
+
+@pytest.mark.parametrize("service", PYTHON_SERVICES)
+def test_dockerfile_pins_installs_first_and_drops_root(service):
+    text = (ROOT / service / "Dockerfile").read_text()
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert lines[0].startswith("ARG PYTHON_IMAGE=") and lines[1] == "FROM ${PYTHON_IMAGE}"
+    install = next(i for i, line in enumerate(lines) if line.startswith("RUN pip install"))
+    code = next(i for i, line in enumerate(lines) if line.startswith(f"COPY {service}/ "))
+    assert install < code, "dependencies must be installed before the code is copied"
+    assert re.search(r"^USER (?!root|0\b)\w+", text, re.MULTILINE)
+    assert text.rstrip().splitlines()[-1] == f'CMD ["python", "-m", "{service}"]'  # exec form
+    assert (ROOT / ".dockerignore").exists()
+
+
+@pytest.mark.parametrize("service", PYTHON_SERVICES)
+def test_env_file_lists_every_knob_and_compose_passes_it(service, monkeypatch):
+    env = dotenv()
+    missing = knobs(service) - set(env)
+    assert not missing, f".env lacks {missing}"
+    passed = COMPOSE["services"][service]["environment"]
+    for knob in knobs(service):
+        assert passed[knob] == "${%s:-}" % knob, f"compose does not pass {knob} to {service}"
+    # every value in .env is one the service accepts
+    for knob in knobs(service):
+        monkeypatch.setenv(knob, env[knob])
+    SERVICES[service]()
+
+
+def test_prometheus_config_scrapes_the_three_services():
+    config = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
+    interval = float(config["global"]["scrape_interval"].rstrip("s"))
+    timeout = float(config["global"]["scrape_timeout"].rstrip("s"))
+    assert 1 <= interval <= 2 and timeout < interval
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets == {"sender": ["sender:9002"], "receiver": ["receiver:9000"], "upstream": ["upstream:9001"]}
+
+
+def test_promtool_accepts_the_prometheus_config():
+    promtool = require_tool("promtool")
+    checked = subprocess.run([promtool, "check", "config", "prometheus/prometheus.yml"], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_compose_config_is_valid():
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
+        if STRICT:
+            pytest.fail("docker compose is not installed; LAB_STRICT=1 makes this a failure")
+        pytest.skip("docker compose is not installed")
+    checked = subprocess.run([docker, "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True)
+    assert checked.returncode == 0 and not checked.stderr.strip(), checked.stderr
+
+
+def test_committed_dashboard_is_what_the_code_writes():
+    assert (ROOT / "grafana/dashboards/lab.json").read_text() == dashboard.render(), (
+        "grafana/dashboards/lab.json is stale: run python -m lab.dashboard"
+    )
+
+
+def test_dashboard_is_provisioned_by_uid():
+    board = json.loads((ROOT / "grafana/dashboards/lab.json").read_text())
+    text = json.dumps(board)
+    assert board["uid"] == "blocking-io-lab" and "${DS_" not in text and "__inputs" not in board
+    datasource = yaml.safe_load((ROOT / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    uid = datasource["datasources"][0]["uid"]
+    for panel in board["panels"]:
+        if panel["type"] != "text":
+            assert panel["datasource"]["uid"] == uid and panel["description"], panel["title"]
+            assert all(t["datasource"]["uid"] == uid for t in panel["targets"]), panel["title"]
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/lab.yml").read_text())
+    home = COMPOSE["services"]["grafana"]["environment"]["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
+    assert home == provider["providers"][0]["options"]["path"] + "/lab.json"
+    mounts = COMPOSE["services"]["grafana"]["volumes"]
+    assert "./grafana/dashboards:/var/lib/grafana/dashboards:ro" in mounts
+    assert "./grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+
+
+def test_grafana_is_anonymous_viewer_and_never_admin_admin():
+    env = COMPOSE["services"]["grafana"]["environment"]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true" and env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert env["GF_SECURITY_ADMIN_PASSWORD"].startswith("${GRAFANA_ADMIN_PASSWORD:?")
+    assert dotenv()["GRAFANA_ADMIN_PASSWORD"] not in ("", "admin")
+
+
+def test_dashboard_shows_every_part_of_the_story():
+    exprs = " ".join(dashboard.expressions(dashboard.build()))
+    for metric in ["receiver_info", "sender_requests_total", "receiver_http_requests_total",
+                   "upstream_http_requests_total", "sender_request_duration_seconds",
+                   "upstream_http_requests_in_flight", "receiver_http_requests_in_flight",
+                   "_event_loop_blocked_seconds", "_event_loop_lag_seconds", "sender_burst_makespan_seconds",
+                   "sender_burst_predicted_makespan_seconds", "receiver_upstream_call_duration_seconds", "up"]:
+        assert metric in exprs, metric
+    assert "rate(" in exprs and "$__rate_interval" in exprs
