@@ -22,6 +22,7 @@ SERVICES = {"upstream": UpstreamSettings, "receiver": ReceiverSettings, "sender"
 PYTHON_SERVICES = list(SERVICES)
 # Set by compose itself, not knobs: where to listen and where the next hop is.
 WIRING = {"HOST", "PORT", "METRICS_PORT", "UPSTREAM_URL", "RECEIVER_URL"}
+PUBLISHED = re.compile(r"^127\.0\.0\.1:\$\{HOST_([A-Z]+)_PORT:-(\d+)\}:(\d+)$")
 PINNED = re.compile(r"^[\w./-]+:(v?\d+\.\d+\.\d+)[\w.-]*$")  # a tag with a full version, never latest
 
 
@@ -42,12 +43,16 @@ def test_compose_file_follows_the_rules():
         assert "container_name" not in service, name
         assert "healthcheck" in service and service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
         for port in service.get("ports", []):
-            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+            assert PUBLISHED.match(port), f"{name} publishes {port}: not on 127.0.0.1, or not HOST_<NAME>_PORT"
         for dependency in service.get("depends_on", {}).values():
             assert dependency == {"condition": "service_healthy"}, name
-    published = {s: [p.split(":")[1] for p in c.get("ports", [])] for s, c in COMPOSE["services"].items()}
-    assert published == {"upstream": ["8001"], "receiver": ["8000"], "sender": [], "prometheus": ["9090"],
-                         "grafana": ["3000"]}
+    env = dotenv()
+    published = {s: [PUBLISHED.match(p).groups() for p in c.get("ports", [])] for s, c in COMPOSE["services"].items()}
+    expected = {"upstream": "8001", "receiver": "8000", "prometheus": "9090", "grafana": "3000"}
+    for service, port in expected.items():
+        assert published[service] == [(service.upper(), port, port)]
+        assert env[f"HOST_{service.upper()}_PORT"] == port
+    assert published["sender"] == []
 
 
 def test_every_image_is_pinned_and_overridable():
