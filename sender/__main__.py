@@ -41,27 +41,28 @@ async def run(settings: Settings, once: bool) -> int:
     timeout = aiohttp.ClientTimeout(total=settings.sender_timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         probe = asyncio.create_task(LOOP_LAG.run())
-        number, next_start = 0, time.monotonic()
-        while True:
-            number += 1
-            info = await fetch_info(session, settings.receiver_base)
-            prediction = predict(info, n, settings.sender_delay)
-            burst = await run_burst(session, settings.receiver_base, n, settings.sender_delay)
-            BURSTS.inc()
-            BURST_SIZE.set(n)
-            MAKESPAN.set(burst.makespan)
-            PREDICTED.set(prediction.makespan if prediction else math.nan)
-            log.info(summary(number, burst, (info or {}).get("mode", "unknown"), prediction))
-            if once:
-                print(timeline(burst), flush=True)
-                probe.cancel()
-                return 1 if burst.failures else 0
-            if settings.sender_bursts and number >= settings.sender_bursts:
-                probe.cancel()
-                return 0
-            # Bursts never overlap: a late burst pushes the next one back.
-            next_start = max(next_start + settings.sender_interval, time.monotonic())
-            await asyncio.sleep(next_start - time.monotonic())
+        try:
+            number, next_start = 0, time.monotonic()
+            while True:
+                number += 1
+                info = await fetch_info(session, settings.receiver_base)
+                prediction = predict(info, n, settings.sender_delay)
+                burst = await run_burst(session, settings.receiver_base, n, settings.sender_delay)
+                BURSTS.inc()
+                BURST_SIZE.set(n)
+                MAKESPAN.set(burst.makespan)
+                PREDICTED.set(prediction.makespan if prediction else math.nan)
+                log.info(summary(number, burst, (info or {}).get("mode", "unknown"), prediction))
+                if once:
+                    print(timeline(burst), flush=True)
+                    return 1 if burst.failures else 0
+                if settings.sender_bursts and number >= settings.sender_bursts:
+                    return 0
+                # Bursts never overlap: a late burst pushes the next one back.
+                next_start = max(next_start + settings.sender_interval, time.monotonic())
+                await asyncio.sleep(next_start - time.monotonic())
+        finally:
+            probe.cancel()
 
 
 async def until_stopped(settings: Settings, once: bool) -> int:
