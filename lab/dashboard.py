@@ -155,7 +155,7 @@ ROWS: list[tuple[str, list[Panel]]] = [
      "Prometheus can read each service.", HEALTH),
 ]
 
-INTRO = f"""\
+INTRO = """\
 **What blocking I/O inside async code costs.** The sender fires bursts of N simultaneous
 requests; the receiver calls upstream (delay D) for each, in the mode `RECEIVER_MODE`
 picks. Switch it with `RECEIVER_MODE=async docker compose up -d`: only the receiver restarts.

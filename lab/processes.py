@@ -31,6 +31,21 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def wait_ok(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 20.0) -> None:
+    """Poll url until it answers 200; RuntimeError with the process's log if it exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if get(url, timeout=1.0)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:g}s:\n{log_path.read_text()}")
+
+
 @dataclass
 class Service:
     """One service (`python -m <module>`) running as a child process, logging to a file."""
@@ -66,17 +81,9 @@ class Service:
         return self
 
     def wait_healthy(self, timeout: float = 20.0) -> "Service":
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"{self.module} exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if get(f"{self.url}/healthz", timeout=1.0)[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.module} not healthy after {timeout:g}s:\n{self.log()}")
+        assert self.process is not None, "start() first"
+        wait_ok(f"{self.url}/healthz", self.process, self.log_path, timeout)
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -6,12 +6,11 @@ No Docker needed: wherever Prometheus is installed, every dashboard query is run
 from __future__ import annotations
 
 import subprocess
-import time
 
 import pytest
 import yaml
 
-from lab.processes import ROOT, Service, free_port, get
+from lab.processes import ROOT, Service, free_port, wait_ok
 from tests.conftest import require_tool
 from tests.dashboard_check import instant, missing_data
 
@@ -28,21 +27,17 @@ def prometheus_for(tmp_path):
             job["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_ports[job['job_name']]}"]}]
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
-        log = open(tmp_path / "prometheus.log", "wb")
-        processes.append(subprocess.Popen(
-            [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-            stdout=log, stderr=subprocess.STDOUT,
-        ))
+        log_path = tmp_path / "prometheus.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        processes.append(process)
         url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if get(f"{url}/-/ready", timeout=1)[0] == 200:
-                    return url
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError((tmp_path / "prometheus.log").read_text())
+        wait_ok(f"{url}/-/ready", process, log_path)
+        return url
 
     yield _start
     for process in processes:
