@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
@@ -48,7 +49,8 @@ def running_sender(start_service: Service) -> str:
     while time.monotonic() < deadline:
         try:
             status, body = get(start_service.metrics_url, timeout=1)
-            if status == 200 and "sender_bursts_total 1.0" in body.decode():
+            bursts = re.search(r"^sender_bursts_total (\S+)$", body.decode(), re.MULTILINE)
+            if status == 200 and bursts and float(bursts[1]) >= 1:
                 return body.decode()
         except OSError:
             pass
