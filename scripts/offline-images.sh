@@ -3,10 +3,11 @@
 #   lab-offline/python:3.11-bookworm   minimal Debian bookworm + python3 + a venv on PATH,
 #                                      with this machine's CA bundle (pip trusts what the host trusts)
 #   lab-offline/prometheus:2.42        Debian's prometheus package, laid out like prom/prometheus
-# Both start from one debootstrap root kept in $LAB_CACHE (default /var/cache/lab-offline).
+# Both start from one debootstrap root kept in $LAB_CACHE (default /var/cache/lab-offline);
+# delete that folder to make the root again.
 # Progress goes to stderr; the last line of stdout is the settings to use:
 #   eval "export $(scripts/offline-images.sh | tail -1)"
-# --rebuild: make the root and both images again, even if they exist.
+# --rebuild: make both images again, even if they exist.
 set -euo pipefail
 
 PYTHON_TAG=lab-offline/python:3.11-bookworm
@@ -37,9 +38,8 @@ mkdir -p "$CACHE"
 case "$(cd "$CACHE" && pwd -P)/" in
   "$(cd "$(dirname "$0")/.." && pwd -P)"/*) say "LAB_CACHE=$CACHE is inside the repository: use another"; exit 2 ;;
 esac
-[[ $REBUILD == 1 ]] && rm -f "$CACHE/bookworm.done"
 
-# One minimal bookworm root with fresh apt lists, made once and kept in the cache.
+# One minimal bookworm root, made once and kept in the cache.
 base() {
   [[ -e $CACHE/bookworm.done ]] && return
   if ! command -v debootstrap >/dev/null 2>&1; then
@@ -52,19 +52,22 @@ base() {
   mirror=${mirror:-http://deb.debian.org/debian}
   say "debootstrap bookworm (minbase) from $mirror into $CACHE/bookworm"
   rm -rf "$CACHE/bookworm" "$CACHE/bookworm.done"
+  local t0=$SECONDS
   logged "$CACHE/debootstrap.log" debootstrap --variant=minbase --include=ca-certificates bookworm "$CACHE/bookworm" "$mirror"
   cp "$CA_BUNDLE" "$CACHE/bookworm$CA_BUNDLE"   # the host's trust, for apt over https too
-  logged "$CACHE/apt.log" chroot "$CACHE/bookworm" apt-get update
   rm -f "$CACHE"/bookworm/var/cache/apt/archives/*.deb
   touch "$CACHE/bookworm.done"
+  say "root ready in $((SECONDS - t0)) s"
 }
 
 # A fresh copy of the root, plus Debian packages installed without starting any service.
 root_with() {
-  WORK=$CACHE/work
+  WORK=$CACHE/work T0=$SECONDS
   rm -rf "$WORK" && cp -a "$CACHE/bookworm" "$WORK"
+  cp -L /etc/resolv.conf "$WORK/etc/resolv.conf"   # today's DNS, for apt in the chroot
   printf '#!/bin/sh\nexit 101\n' >"$WORK/usr/sbin/policy-rc.d" && chmod +x "$WORK/usr/sbin/policy-rc.d"
   say "installing $* into the root"
+  logged "$CACHE/apt.log" chroot "$WORK" apt-get update
   logged "$CACHE/apt.log" chroot "$WORK" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "$@"
   rm -f "$WORK/usr/sbin/policy-rc.d"
@@ -81,7 +84,7 @@ import_root() {  # import_root TAG CHANGE...
   say "importing $tag"
   tar -C "$WORK" -c . | docker import "${changes[@]}" - "$tag" >/dev/null
   rm -rf "$WORK"
-  say "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%d MB", $1/1e6}'))"
+  say "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%d MB", $1/1e6}'), $((SECONDS - T0)) s)"
 }
 
 if have_image "$PYTHON_TAG"; then

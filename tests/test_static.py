@@ -84,6 +84,14 @@ def test_dockerfile_pins_installs_first_and_drops_root(service):
     assert (ROOT / ".dockerignore").exists()
 
 
+def test_dockerfiles_differ_in_size():
+    # BuildKit's transfer of the Dockerfile skips a file whose name, size and modification
+    # time match the one it sent before: two same-sized Dockerfiles with equal times (a tar
+    # copy of the repository) built the receiver from upstream's Dockerfile.
+    sizes = {service: (ROOT / service / "Dockerfile").stat().st_size for service in PYTHON_SERVICES}
+    assert len(set(sizes.values())) == len(sizes), sizes
+
+
 @pytest.mark.parametrize("service", PYTHON_SERVICES)
 def test_env_file_lists_every_knob_and_compose_passes_it(service, monkeypatch):
     env = dotenv()
