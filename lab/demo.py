@@ -8,15 +8,13 @@ and stops everything.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from lab import model
-from lab.processes import ROOT, Service
+from lab.processes import Service, sender_once
 
 LINE = re.compile(r"^(\d\d:\d\d:\d\d,\d{3}) - (.*)$")
 SENDER_WIDTH = 44
@@ -70,13 +68,7 @@ def main() -> int:
                 f"({model.FORMULAS[args.mode]}) ...",
                 flush=True,
             )
-            sender = subprocess.run(
-                [sys.executable, "-m", "sender", "--once"],
-                cwd=ROOT,
-                env={**os.environ, "RECEIVER_URL": receiver.url, "SENDER_CONCURRENCY": str(args.n)},
-                capture_output=True,
-                text=True,
-            )
+            sender = sender_once(receiver.url, timeout=3600, SENDER_CONCURRENCY=str(args.n))
         finally:
             receiver.stop()
             upstream.stop()

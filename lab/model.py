@@ -47,6 +47,11 @@ class Caps:
     pool_limit: int  # L: aiohttp connector limit, 0 = unlimited
     threads: int  # T: threads that run requests calls in threaded mode
 
+    @classmethod
+    def from_info(cls, info: dict) -> "Caps":
+        """The caps from the receiver's GET /info answer."""
+        return cls(pool_limit=info["pool_limit"], threads=info["threads"])
+
 
 def _waves(k: int, cap: int) -> int:
     """How many rounds k calls need when at most `cap` run at once (0 = no cap)."""

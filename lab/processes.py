@@ -46,6 +46,18 @@ def wait_ok(url: str, process: subprocess.Popen, log_path: Path, timeout: float 
     raise RuntimeError(f"{url} did not answer 200 within {timeout:g}s:\n{log_path.read_text()}")
 
 
+def sender_once(receiver_url: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    """`python -m sender --once` against receiver_url: its exit status and output."""
+    return subprocess.run(
+        [sys.executable, "-m", "sender", "--once"],
+        cwd=ROOT,
+        env={**os.environ, "RECEIVER_URL": receiver_url, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 @dataclass
 class Service:
     """One service (`python -m <module>`) running as a child process, logging to a file."""

@@ -69,8 +69,7 @@ def predict(info: dict[str, Any] | None, n: int, delay: float | None) -> Predict
         delay = (info.get("upstream") or {}).get("delay")
         if delay is None:
             return None
-    caps = model.Caps(pool_limit=info["pool_limit"], threads=info["threads"])
-    return Prediction(info["mode"], delay, model.makespan(info["mode"], n, delay, caps))
+    return Prediction(info["mode"], delay, model.makespan(info["mode"], n, delay, model.Caps.from_info(info)))
 
 
 async def send(session: aiohttp.ClientSession, url: str, name: str, start: float) -> Result:

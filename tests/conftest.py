@@ -28,15 +28,20 @@ def require_tool(name: str) -> str:
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def scrape(url: str, timeout: float = 5.0) -> Samples:
-    """Every sample of a /metrics page, keyed by (name, labels)."""
-    status, body = get(url, timeout=timeout)
-    assert status == 200, f"{url} answered {status}"
+def samples(text: str) -> Samples:
+    """Every sample of a /metrics text, keyed by (name, labels)."""
     return {
         (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(body.decode())
+        for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def scrape(url: str, timeout: float = 5.0) -> Samples:
+    """Every sample of a /metrics page."""
+    status, body = get(url, timeout=timeout)
+    assert status == 200, f"{url} answered {status}"
+    return samples(body.decode())
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:

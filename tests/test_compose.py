@@ -135,7 +135,7 @@ def test_every_mode_in_containers_matches_the_model(lab, mode):
     assert info["mode"] == mode and info["upstream"]["delay"] == D
 
     got_mode, makespan, predicted, answers = burst(lab)
-    caps = model.Caps(info["pool_limit"], info["threads"])
+    caps = model.Caps.from_info(info)
     assert got_mode == mode and predicted == pytest.approx(model.makespan(mode, N, D, caps), abs=0.001)
     for measured, expected in zip(answers + [makespan], model.completion_times(mode, N, D, caps) + [predicted]):
         assert expected * 0.8 - 0.3 <= measured <= expected * 1.2 + 0.3, (mode, answers, makespan)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lab.processes import ROOT, free_port
+from lab.processes import ROOT, free_port, sender_once
 
 CASES = [
     # service, variable, value, words the one line must hold (what is allowed)
@@ -74,14 +74,6 @@ def test_checks_across_variables_name_both():
 
 
 def test_sender_once_exits_non_zero_when_the_receiver_is_down():
-    ports = {"METRICS_PORT": str(free_port())}
-    done = subprocess.run(
-        [sys.executable, "-m", "sender", "--once"],
-        cwd=ROOT,
-        env={**os.environ, **ports, "RECEIVER_URL": f"http://127.0.0.1:{free_port()}"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    done = sender_once(f"http://127.0.0.1:{free_port()}", timeout=30)
     assert done.returncode == 1
     assert "could not read" in done.stdout and "predicted=unknown failed=2" in done.stdout

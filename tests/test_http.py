@@ -12,7 +12,7 @@ import time
 import pytest
 
 from lab import SEED_BODY
-from lab.processes import ROOT, free_port, get
+from lab.processes import ROOT, free_port, get, sender_once
 from tests.conftest import scrape, value
 
 
@@ -135,9 +135,7 @@ def test_unreachable_upstream_becomes_502(start):
 def test_sender_once_prints_the_timeline_and_fails_on_errors(start):
     upstream = start("upstream", UPSTREAM_DELAY="0.2")
     receiver = start("receiver", RECEIVER_MODE="sync", UPSTREAM_URL=upstream.url)
-    env = {**os.environ, "RECEIVER_URL": receiver.url, "SENDER_CONCURRENCY": "3"}
-    done = subprocess.run([sys.executable, "-m", "sender", "--once"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = sender_once(receiver.url, SENDER_CONCURRENCY="3")
     assert done.returncode == 0, done.stdout + done.stderr
     for name in ("task1", "task2", "task3"):
         for line in (f"--- {name} -----", f"--- {name} Send!!", f"--- {name} status = 200",
@@ -149,7 +147,6 @@ def test_sender_once_prints_the_timeline_and_fails_on_errors(start):
 
     failing = start("upstream", UPSTREAM_ERROR_RATE="1", UPSTREAM_DELAY="0")
     receiver = start("receiver", RECEIVER_MODE="async", UPSTREAM_URL=failing.url)
-    done = subprocess.run([sys.executable, "-m", "sender", "--once"], cwd=ROOT,
-                          env={**env, "RECEIVER_URL": receiver.url}, capture_output=True, text=True, timeout=60)
+    done = sender_once(receiver.url, SENDER_CONCURRENCY="3")
     assert done.returncode == 1
     assert "--- task1 status = 502" in done.stdout and "failed=3" in done.stdout

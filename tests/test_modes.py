@@ -33,8 +33,7 @@ CASES = [
 
 
 def caps_of(receiver: Service) -> model.Caps:
-    info = json.loads(get(f"{receiver.url}/info")[1])
-    return model.Caps(pool_limit=info["pool_limit"], threads=info["threads"])
+    return model.Caps.from_info(json.loads(get(f"{receiver.url}/info")[1]))
 
 
 def burst(receiver: Service, n: int = N, delay: float = D) -> Burst:
