@@ -35,7 +35,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(VENV)/.installed
-	$(PY) -m lab.demo --mode $(MODE) --delay $(DELAY) -n $(N) --threads $(THREADS) --pool-limit $(POOL_LIMIT)
+	$(PY) -m tools.demo --mode $(MODE) --delay $(DELAY) -n $(N) --threads $(THREADS) --pool-limit $(POOL_LIMIT)
 
 upstream receiver sender: $(VENV)/.installed
 	$(PY) -m $@

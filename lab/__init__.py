@@ -1,4 +1,4 @@
-"""Code shared by the lab's three services, its tests and its demo.
+"""Code the lab's three services share, and the only code besides them copied into the images.
 
 Only what would otherwise be written three times lives here: the model of what each
 receiver mode costs, settings parsing, logging, and the metrics helpers.

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab.processes import Service, get
+from tools.processes import Service, get
 
 # Set by .ci/run: a check that cannot run here (a missing tool) fails instead of skipping.
 STRICT = os.environ.get("LAB_STRICT") == "1"

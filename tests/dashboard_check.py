@@ -7,8 +7,8 @@ import math
 import time
 import urllib.parse
 
-from lab import dashboard
-from lab.processes import ROOT, get
+from tools import dashboard
+from tools.processes import ROOT, get
 
 # What Grafana puts for $__rate_interval with a 2 s scrape interval is about 8 s; a
 # little more gives every window several samples.

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from lab import model
-from lab.processes import ROOT, free_port, get
+from tools.processes import ROOT, free_port, get
 from tests.conftest import STRICT
 from tests.dashboard_check import instant, missing_data
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from lab.processes import ROOT, free_port, sender_once
+from tools.processes import ROOT, free_port, sender_once
 
 CASES = [
     # service, variable, value, words the one line must hold (what is allowed)

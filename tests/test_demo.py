@@ -8,12 +8,12 @@ import sys
 
 import pytest
 
-from lab.demo import SENDER_WIDTH
-from lab.processes import ROOT
+from tools.demo import SENDER_WIDTH
+from tools.processes import ROOT
 
 
 def demo(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lab.demo", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tools.demo", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from lab import SEED_BODY
-from lab.processes import ROOT, free_port, get, sender_once
+from tools.processes import ROOT, free_port, get, sender_once
 from tests.conftest import scrape, value
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from lab.metrics import BUCKETS, MAX_SECONDS
-from lab.processes import Service, get
+from tools.processes import Service, get
 from tests.conftest import require_tool, samples, scrape, value
 
 UPSTREAM_SERIES = [

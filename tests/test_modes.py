@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from lab import model
-from lab.processes import Service, get
+from tools.processes import Service, get
 from sender.burst import Burst, run_burst
 from tests.conftest import scrape, value
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lab.processes import ROOT
+from tools.processes import ROOT
 
 PIN = re.compile(r"^([A-Za-z0-9_.-]+)(\[[a-z,]+\])?==([\w.+-]+)$")
 

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from lab.processes import ROOT, Service, free_port, wait_ok
+from tools.processes import ROOT, Service, free_port, wait_ok
 from tests.conftest import require_tool
 from tests.dashboard_check import instant, missing_data
 

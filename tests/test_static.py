@@ -10,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from lab import dashboard
-from lab.processes import ROOT
+from tools import dashboard
+from tools.processes import ROOT
 from receiver.settings import Settings as ReceiverSettings
 from sender.settings import Settings as SenderSettings
 from tests.conftest import STRICT, require_tool
@@ -134,7 +134,7 @@ def test_compose_config_is_valid():
 
 def test_committed_dashboard_is_what_the_code_writes():
     assert (ROOT / "grafana/dashboards/lab.json").read_text() == dashboard.render(), (
-        "grafana/dashboards/lab.json is stale: run python -m lab.dashboard"
+        "grafana/dashboards/lab.json is stale: run python -m tools.dashboard"
     )
 
 

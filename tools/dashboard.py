@@ -1,4 +1,4 @@
-"""python -m lab.dashboard: writes grafana/dashboards/lab.json, the lab's Grafana dashboard.
+"""python -m tools.dashboard: writes grafana/dashboards/lab.json, the lab's Grafana dashboard.
 
 The dashboard is code so that its panels, queries and texts stay readable and reviewable,
 and so that its text quotes the same model (lab.model) the sender and the tests use.

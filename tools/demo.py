@@ -1,4 +1,4 @@
-"""python -m lab.demo: the seed's experiment on this machine, without Docker.
+"""python -m tools.demo: the seed's experiment on this machine, without Docker.
 
 Starts upstream and a receiver in the given mode on free loopback ports, sends one burst
 (python -m sender --once), prints the sender's and the receiver's timelines side by side,
@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from lab import model
-from lab.processes import Service, sender_once
+from tools.processes import Service, sender_once
 
 LINE = re.compile(r"^(\d\d:\d\d:\d\d,\d{3}) - (.*)$")
 SENDER_WIDTH = 44
@@ -37,7 +37,7 @@ def side_by_side(sender: list[tuple[str, str]], receiver: list[tuple[str, str]],
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=model.MODES, default="sync")
     parser.add_argument("--delay", type=float, default=1.0, help="upstream delay D in seconds (the seed used 10)")
     parser.add_argument("-n", type=int, default=2, help="requests in the burst (seed: 2)")
