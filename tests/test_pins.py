@@ -24,8 +24,8 @@ def pins(path: Path) -> dict[str, str]:
 
 def test_every_requirement_is_pinned_and_agrees_with_the_constraints():
     constraints = pins(ROOT / "constraints.txt")
-    files = [ROOT / "requirements-dev.txt", *sorted(ROOT.glob("*/requirements.txt"))]
-    assert len(files) == 4
+    files = [ROOT / "requirements-dev.txt", ROOT / "requirements-bench.txt", *sorted(ROOT.glob("*/requirements.txt"))]
+    assert len(files) == 5
     for path in files:
         for name, version in pins(path).items():
             assert constraints.get(name) == version, f"{path}: {name}=={version}, constraints.txt: {constraints.get(name)}"
