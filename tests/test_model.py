@@ -1,4 +1,7 @@
-"""The model: closed forms, and that every mode has both a model and a handler."""
+"""The model: closed forms, that every mode has both a model and a handler, and that the
+simulator reproduces every burst."""
+
+import random
 
 import pytest
 
@@ -52,3 +55,45 @@ def test_upstream_concurrency_and_blocking():
 def test_an_empty_burst_is_an_error():
     with pytest.raises(ValueError, match="at least one request"):
         model.makespan("sync", 0, 1.0, model.Caps(1, 1))
+
+
+# The simulator (lab/simulate.py) follows the rules the burst model states; for a burst it
+# must give the burst model's numbers, for every mode and cap.
+BURST_CASES = [
+    ("sync", model.Caps(100, 40)),
+    ("async", model.Caps(100, 40)),
+    ("async", model.Caps(0, 40)),
+    ("async", model.Caps(3, 40)),
+    ("threaded", model.Caps(100, 40)),
+    ("threaded", model.Caps(100, 2)),
+    ("mixed", model.Caps(100, 40)),
+    ("mixed", model.Caps(2, 40)),
+    ("mixed", model.Caps(1, 40)),
+    ("mixed", model.Caps(0, 40)),
+]
+
+
+@pytest.mark.parametrize("mode, caps", BURST_CASES)
+@pytest.mark.parametrize("n, delay", [(1, 1.0), (4, 1.0), (4, 2.5), (9, 0.1)])
+def test_the_simulation_of_a_burst_is_the_burst_model(mode, caps, n, delay):
+    simulated = model.simulate(mode, [0.0] * n, delay, caps)
+    assert simulated == pytest.approx(model.completion_times(mode, n, delay, caps), abs=1e-9)
+
+
+def test_the_simulation_of_random_bursts_is_the_burst_model():
+    rng = random.Random(20240601)
+    for _ in range(300):
+        n, limit, threads = rng.randint(1, 30), rng.randint(0, 10), rng.randint(1, 10)
+        delay = rng.choice([1.0, 0.37, 2.5, 0.1, 7.3, rng.uniform(0.01, 10)])
+        caps = model.Caps(limit, threads)
+        for mode in model.MODES:
+            simulated = sorted(model.simulate(mode, [3.0] * n, delay, caps))
+            expected = [3.0 + t for t in model.completion_times(mode, n, delay, caps)]
+            assert [3.0 + x for x in simulated] == pytest.approx(expected, abs=1e-9), (mode, n, caps, delay)
+
+
+def test_a_burst_is_answered_in_request_order():
+    # The model's t_k is "the k-th answer"; in the simulation that is also request k.
+    for mode, caps in BURST_CASES:
+        simulated = model.simulate(mode, [0.0] * 6, 1.0, caps)
+        assert simulated == sorted(simulated)
