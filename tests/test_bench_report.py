@@ -1,0 +1,237 @@
+"""The benchmark's report and charts, from synthetic results: every section, and no crash on gaps."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from bench.report import markdown, verdict
+from lab import model
+
+D = 1.0
+CAPS = {"pool_limit": 100, "threads": 40}
+SIZES = [1, 2, 4, 10, 40, 100, 400, 1000]
+CAPACITY = {"sync": 1 / D, "async": CAPS["pool_limit"] / D, "mixed": 1 / D, "threaded": CAPS["threads"] / D}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def burst(label: str, mode: str, n: int, caps: dict = CAPS, max_makespan: float = 120.0) -> dict:
+    times = model.completion_times(mode, n, D, model.Caps(**caps))
+    entry = {"label": label, "mode": mode, "n": n, "delay": D, "caps": caps, "model": times[-1],
+             "model_times": times, "failed": 0}
+    if times[-1] > max_makespan:
+        return {**entry, "status": "skipped", "reason": f"model {times[-1]:g} s > --max-makespan {max_makespan:g} s",
+                "makespan": None, "completion_times": None}
+    measured = [t * 1.004 + 0.003 * k for k, t in enumerate(times, 1)]
+    return {**entry, "status": "ok", "reason": None, "makespan": measured[-1], "completion_times": measured}
+
+
+def rate_row(mode: str, fraction: float) -> dict:
+    capacity = CAPACITY[mode]
+    offered = fraction * capacity
+    load = min(fraction, 1.0)
+    queue = max(0.0, fraction - 1.0) * 10  # grows past capacity
+    achieved = load * capacity
+    scheduled = round(offered * 20)
+    dropped = round(scheduled * max(0.0, 1 - 1 / fraction))  # the sender counts these apart from `sent`
+    sent = scheduled - dropped
+    return {"mode": mode, "fraction": fraction, "offered": offered, "capacity": capacity, "duration": 20.0,
+            "max_in_flight": 10, "arrivals": "poisson", "sent": sent, "ok": sent, "errors": 0,
+            "dropped": dropped, "late": 0, "achieved": achieved * 0.98, "p50": D * (1 + load + queue) * 1.02,
+            "p99": D * (1 + 3 * load + 2 * queue) * 1.05,
+            "model": {"achieved": achieved, "p50": D * (1 + load + queue), "p99": D * (1 + 3 * load + 2 * queue),
+                      "dropped_share": dropped / scheduled if scheduled else 0.0}}
+
+
+def passthrough() -> dict:
+    rps = {"receiver": 4300.0, "receiver, LOG_LEVEL=info": 2900.0, "receiver, metrics off": 4700.0,
+           "FastAPI proxy": 5100.0, "aiohttp.web proxy": 9800.0}
+    return {"duration": 10, "rounds": 3, "cores": {"server": 0, "load": 1},
+            "configs": {label: {"rps": v, "rounds": [{"rps": v * f} for f in (0.97, 1.0, 1.02)],
+                                "p50_ms": 14.0 * 4300 / v, "p99_ms": 30.0 * 4300 / v, "server_cpu": 0.99}
+                        for label, v in rps.items()}}
+
+
+def goal(group: str, name: str, passed: bool | None, value: float | None = 1.0) -> dict:
+    return {"group": group, "name": name, "target": "within ±10% of the model",
+            "measured": None if passed is None else f"{value:.3f}×", "value": value if passed is not None else None,
+            "passed": passed, "detail": "receiver | metrics: 2 s" if passed is False else ""}
+
+
+@pytest.fixture
+def full() -> dict:
+    labels = [("sync", "sync", CAPS), ("async", "async", CAPS), ("mixed", "mixed", CAPS),
+              ("threaded", "threaded", CAPS), ("async L=0", "async", {"pool_limit": 0, "threads": 40})]
+    return {
+        "version": 1, "profile": "full", "started": "2026-11-25T03:00:00+00:00", "seconds": 1234.5,
+        "machine": {"cpus": 2, "cpu_model": "AMD EPYC 7B13", "python": "3.11.7", "platform": "Linux-6.1-x86_64",
+                    "packages": {"aiohttp": "3.14.5", "fastapi": "0.125.0", "uvicorn": "0.38.0", "requests": "2.33.0"},
+                    "wrk": "wrk 4.1.0", "git": "abc1234", "pinning": {"server": [0], "load": [1]}},
+        "knobs": {"delay": D, "modes": list(model.MODES), "burst_sizes": SIZES, "max_makespan": 120.0,
+                  "rate_fractions": [0.25, 0.5, 0.8, 1.0, 1.25, 2.0], "rate_duration": 20.0, "arrivals": "poisson",
+                  "seed": 1, "caps": CAPS, "targets": "local"},
+        "bursts": [burst(label, mode, n, caps) for label, mode, caps in labels for n in SIZES],
+        "rates": [rate_row(mode, f) for mode in model.MODES for f in (0.25, 0.5, 0.8, 1.0, 1.25, 2.0)],
+        "passthrough": passthrough(),
+        "loadgen": {"duration": 10, "endpoint": "upstream /work?delay=0",
+                    "results": {"sender": {"rps": 5000.0}, "Locust FastHttpUser": {"rps": 3000.0},
+                                "bare aiohttp loop": {"rps": 5500.0}}},
+        "goals": [goal("fidelity", "sync makespan N=10", True, 1.002),
+                  goal("fidelity", "mixed makespan N=100", False, 1.31),
+                  goal("async scale", "async N=1000 within 1.5 D", True, 1.1),
+                  goal("pass-through", "receiver ≥ 0.8× FastAPI proxy", False, 0.84),
+                  goal("sender capacity", "sender ≥ 0.8× bare aiohttp loop", None)],
+    }
+
+
+@pytest.fixture
+def quick() -> dict:
+    """A quick run: two burst points (one skipped), nothing else measured, nulls where allowed."""
+    return {
+        "version": 1, "profile": "quick", "started": "2026-11-25T03:00:00+00:00", "seconds": None,
+        "machine": {"cpus": 2, "cpu_model": None, "python": "3.11.7", "platform": None, "packages": {},
+                    "wrk": None, "git": None, "pinning": None},
+        "knobs": {"delay": 0.2, "modes": ["sync"], "burst_sizes": [2, 1000], "max_makespan": 5.0,
+                  "rate_fractions": [], "rate_duration": None, "arrivals": "poisson", "seed": 1, "caps": CAPS,
+                  "targets": ["http://127.0.0.1:8001"]},
+        "bursts": [{**burst("sync", "sync", 2), "makespan": 2.01, "model": None},
+                   burst("sync", "sync", 1000, max_makespan=5.0)],
+        "rates": [], "passthrough": None, "loadgen": None,
+        "goals": [goal("fidelity", "sync makespan N=2", None)],
+    }
+
+
+SECTIONS = ("Bursts: makespan vs N", "Steady rate", "Pass-through at zero delay", "Load generators", "Goals")
+
+
+def sections(text: str) -> dict[str, str]:
+    """Each "## " section's body, by heading."""
+    return {part.split("\n", 1)[0]: part.split("\n", 1)[1] for part in text.split("\n## ")[1:]}
+
+
+def test_markdown_has_every_section_and_the_verdict(full):
+    text = markdown(full)
+    assert text.startswith("# ") and "full profile, 2026-11-25 03:00 UTC" in text.splitlines()[0]
+    assert "**How this was measured.**" in text
+    assert "2 cores (AMD EPYC 7B13)" in text and "aiohttp 3.14.5" in text
+    assert "server under test ran on core 0, the load generators on core 1" in text
+    body = sections(text)
+    assert list(body) == list(SECTIONS)
+    assert "not measured in this run" not in text
+    bursts = body["Bursts: makespan vs N"]
+    assert "| N | sync | async | mixed | threaded | async L=0 |" in bursts
+    assert "| 10 | 10.07 / 10.00 | 1.03 / 1.00 | 11.07 / 11.00 | 1.03 / 1.00 | 1.03 / 1.00 |" in bursts
+    assert "| 1000 | — / 1,000³ | 13.04 / 10.00 | — / 1,001⁴ |" in bursts  # skipped: no measurement
+    # every reason once, under the table, with the cells it explains
+    assert bursts.count("model 400 s > --max-makespan 120 s") == 1
+    assert "¹ skipped: model 400 s > --max-makespan 120 s (sync N=400)" in bursts
+    rates = body["Steady rate"]
+    assert all(f"### `{mode}`" in rates for mode in model.MODES)
+    assert "| 0.250 (0.25×) | 0.245 / 0.250 | 1.27 / 1.25 |" in rates
+    assert "| 200 (2.00×) | 98.0 / 100 |" in rates and "50.0% / 50.0%" in rates
+    assert "| receiver | 4,300 | 0.84× | 0.44× | 14.0 | 30.0 | 99% |" in body["Pass-through at zero delay"]
+    assert "| sender | 5,000 | 0.91× | 1.67× |" in body["Load generators"]
+    goals = body["Goals"]
+    assert "| fidelity | mixed makespan N=100 | within ±10% of the model | 1.310× | **FAIL** |" in goals
+    assert "| sender ≥ 0.8× bare aiohttp loop | within ±10% of the model | — | not measured |" in goals
+    line = ("**Verdict: 2 of 5 goals FAIL: mixed makespan N=100, receiver ≥ 0.8× FastAPI proxy; "
+            "1 not measured: sender ≥ 0.8× bare aiohttp loop.**")
+    assert line in goals and line in text.split("\n## ")[0]  # under the goals, and at the top
+    assert "receiver \\| metrics" in goals  # a "|" inside a cell does not break the table
+
+
+def test_markdown_embeds_the_charts_it_is_given(full):
+    text = markdown(full, ["makespan.png", "charts/rate.png"])
+    assert "![makespan vs N, measured and model](makespan.png)" in text
+    assert "(charts/rate.png)" in text and "latency.png" not in text
+
+
+def test_verdicts(full):
+    for g in full["goals"]:
+        g["passed"] = True
+    assert verdict(full) == "every goal PASS (5 of 5)"
+    assert "**Verdict: every goal PASS (5 of 5).**" in markdown(full)
+    full["goals"][0]["passed"] = None
+    assert verdict(full) == "every measured goal PASS (4 of 5); 1 not measured: sync makespan N=10"
+    assert verdict({"goals": []}) == "no goals were evaluated"
+
+
+def test_a_quick_run_with_gaps_reports_what_was_not_measured(quick):
+    text = markdown(quick)
+    assert "quick profile" in text and "not pinned" in text
+    body = sections(text)
+    assert list(body) == list(SECTIONS)
+    for name in ("Steady rate", "Pass-through at zero delay", "Load generators"):
+        assert body[name].strip() == "not measured in this run.", name
+    assert "| 2 | 2.01 / — |" in body["Bursts: makespan vs N"]  # the model's value is null
+    assert "| 1000 | — / 1,000¹ |" in body["Bursts: makespan vs N"]
+    assert verdict(quick) == "no goal measured (1 not measured: sync makespan N=2)"
+
+
+@pytest.mark.parametrize("results", [{}, {"version": 1}, None,
+                                     {"bursts": None, "rates": None, "goals": None, "machine": None, "knobs": None,
+                                      "passthrough": {"configs": None}, "loadgen": {"results": {}}}])
+def test_an_empty_result_still_reports(results):
+    body = sections(markdown(results))
+    assert list(body) == list(SECTIONS)
+    assert all(part.strip() == "not measured in this run." for part in body.values())
+
+
+def test_null_numbers_everywhere_do_not_crash(full):
+    broken = copy.deepcopy(full)
+    for entry in broken["bursts"] + broken["rates"]:
+        for key, value in entry.items():
+            if isinstance(value, (int, float)) and key != "n":
+                entry[key] = None
+        entry["model"] = None
+    for config in broken["passthrough"]["configs"].values():
+        config.update(rps=None, p50_ms=None, p99_ms=None, rounds=[])
+    broken["loadgen"]["results"]["sender"] = {"rps": float("nan")}
+    broken["machine"]["packages"] = None
+    broken["goals"][0] = {"passed": True}
+    body = sections(markdown(broken))
+    assert "| — / — | — / — | — / — | — / — |" in body["Steady rate"]
+    assert "| 10 | —¹ | —¹ | —¹ | —¹ | —¹ |" in body["Bursts: makespan vs N"]
+    assert "¹ no makespan recorded (sync N=1, async N=1, mixed N=1, threaded N=1, async L=0 N=1, sync N=2 " \
+           "and 30 more)" in body["Bursts: makespan vs N"]
+    assert "| sender | — | — | — |" in body["Load generators"]
+
+
+def test_goal_table_colors_the_results(full):
+    pytest.importorskip("rich", reason="rich comes with requirements-bench.txt")
+    from rich.console import Console
+
+    from bench.report import console_summary, goal_table
+
+    table = goal_table(full)
+    results = {str(cell): cell.style for cell in table.columns[-1]._cells}
+    assert results == {"PASS": "bold green", "FAIL": "bold red", "not measured": "dim"}
+    console = Console(record=True, width=160, color_system=None)
+    for renderable in console_summary(full):
+        console.print(renderable)
+    shown = console.export_text()
+    assert "2 of 5 goals FAIL" in shown and "10.07 / 10.00" in shown
+    empty = Console(record=True, width=160, color_system=None)
+    for renderable in console_summary({}):
+        empty.print(renderable)
+    assert "bursts: not measured in this run" in empty.export_text()
+
+
+def test_charts_are_png_files_and_only_those_with_data(full, quick, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib comes with requirements-bench.txt")
+    from bench.charts import write_charts
+
+    names = ["makespan.png", "rate.png", "latency.png", "passthrough.png", "loadgen.png"]
+    written = write_charts(full, tmp_path / "full")
+    assert [p.name for p in written] == names
+    for path in written:
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, (path.name, len(data))
+
+    again = write_charts(quick, tmp_path / "quick")
+    assert [p.name for p in again] == ["makespan.png"]
+    assert sorted(p.name for p in (tmp_path / "quick").iterdir()) == ["makespan.png"]
+    assert write_charts(quick, tmp_path / "quick-again")[0].read_bytes() == again[0].read_bytes()  # deterministic
+
+    assert write_charts({"bursts": [], "rates": None}, tmp_path / "none") == []
