@@ -14,12 +14,15 @@ POOL_LIMIT ?= 100
 
 REQUIREMENTS := requirements-dev.txt constraints.txt upstream/requirements.txt receiver/requirements.txt sender/requirements.txt
 
-.PHONY: help venv test demo upstream receiver sender constraints clean
+.PHONY: help venv bench-venv test bench bench-quick profile demo upstream receiver sender constraints clean
 
 help:
 	@echo "make test                  run every test (creates .venv first)"
 	@echo "make demo MODE=sync        the seed's experiment on loopback: MODE=sync|async|mixed|threaded"
 	@echo "                           DELAY=1 N=2 THREADS=40 POOL_LIMIT=100 (DELAY=10: the seed's numbers)"
+	@echo "make bench                 measure every mode against the model, write tables, charts, goals (~25 min)"
+	@echo "                           DELAY=1 (DELAY=10: the seed's), OUT=bench-results/full"
+	@echo "make bench-quick           the same in about 3 minutes (a smoke run: goals reported, not enforced)"
 	@echo "make upstream|receiver|sender   run one service in the foreground (configure by environment)"
 	@echo "make constraints           re-pin constraints.txt from the current .venv"
 	@echo "make clean                 remove .venv and caches"
@@ -31,8 +34,21 @@ $(VENV)/.installed: $(REQUIREMENTS)
 
 venv: $(VENV)/.installed
 
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt -c constraints.txt
+	touch $@
+
+bench-venv: $(VENV)/.bench-installed
+
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# make bench: the full profile; BENCH_ARGS passes more (e.g. --receivers http://127.0.0.1:8000).
+bench: $(VENV)/.bench-installed
+	$(PY) -m bench $(if $(filter command line,$(origin DELAY)),--delay $(DELAY)) $(if $(OUT),--out $(OUT)) $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.bench-installed
+	$(PY) -m bench --quick $(if $(OUT),--out $(OUT)) $(BENCH_ARGS)
 
 demo: $(VENV)/.installed
 	$(PY) -m tools.demo --mode $(MODE) --delay $(DELAY) -n $(N) --threads $(THREADS) --pool-limit $(POOL_LIMIT)

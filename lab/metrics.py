@@ -7,10 +7,9 @@ the event loop, so `/metrics` still answers while sync mode blocks the receiver'
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import (
     REGISTRY,
@@ -36,6 +35,9 @@ BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0,
 )
 
+# The header a receiver names its mode in on every upstream call; upstream labels by it.
+CALLER_HEADER = "X-Lab-Mode"
+
 # How far back the in-flight peak looks, in seconds: longer than any scrape interval.
 PEAK_WINDOW = 5.0
 
@@ -54,44 +56,46 @@ class InFlight(Collector):
     The peak makes short bursts visible even to a scraper that samples every few seconds:
     upstream's peak is 1 in sync mode and N in async mode. Change it from one thread only
     (the event loop); reading it from the metrics thread is safe.
+
+    It is on every request's path, so changing it takes no lock: entering adds one, and
+    leaving records the value it ends (a sliding-window maximum, see _leave) before taking
+    one off. A reader reads the value first, then a copy of the record, made in one C call.
     """
 
-    def __init__(self, name: str, documentation: str, registry: CollectorRegistry = REGISTRY):
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry | None = REGISTRY):
         self.name = name
         self.documentation = documentation
         self.value = 0
-        # (time, value) pairs, values falling from left to right: a sliding-window maximum.
-        # When the count changes from a to b we record both, so the value in force at the
-        # start of the window is still counted.
+        # (time, value) pairs: each value that ended at that time, values falling from left
+        # to right. A value that has not ended yet is self.value; one that rose to a higher
+        # one is recorded when that one ends, which dominates it. So the peak over a window
+        # is the larger of the current value and the recorded values that ended within it.
         self._maxima: deque[tuple[float, int]] = deque()
-        self._lock = threading.Lock()
-        registry.register(self)
-
-    def _set(self, value: int) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for point in ((now, self.value), (now, value)):
-                while self._maxima and self._maxima[-1][1] <= point[1]:
-                    self._maxima.pop()
-                self._maxima.append(point)
-            self.value = value
-            self._forget(now)
-
-    def _forget(self, now: float) -> None:
-        while self._maxima and self._maxima[0][0] < now - PEAK_WINDOW:
-            self._maxima.popleft()
+        if registry is not None:  # None: counted by an InFlightBy
+            registry.register(self)
 
     def __enter__(self) -> "InFlight":
-        self._set(self.value + 1)
+        self.value += 1
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._set(self.value - 1)
+        self._leave()
+
+    def _leave(self) -> None:
+        now = time.monotonic()
+        ending = self.value
+        maxima = self._maxima
+        while maxima and maxima[-1][1] <= ending:  # dominated: older and not higher
+            maxima.pop()
+        maxima.append((now, ending))  # recorded before the value drops: a reader never misses it
+        self.value = ending - 1
+        while maxima[0][0] < now - PEAK_WINDOW:  # out of every window from now on
+            maxima.popleft()
 
     def peak(self) -> int:
-        with self._lock:
-            self._forget(time.monotonic())
-            return max([self.value, *(v for _, v in self._maxima)])
+        value = self.value  # first the value, then the record it may have just been added to
+        since = time.monotonic() - PEAK_WINDOW
+        return max([value, *(v for t, v in self._maxima.copy() if t >= since)])
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(self.name, self.documentation, value=self.value)
@@ -100,6 +104,35 @@ class InFlight(Collector):
             f"Highest value of {self.name} over the last {PEAK_WINDOW:g} seconds.",
             value=self.peak(),
         )
+
+
+class InFlightBy(Collector):
+    """InFlight per value of one label, from a closed set known up front (bounded series).
+
+    Every value's series exists from the start (at 0), so dashboards have data for each.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str, values: Iterable[str],
+                 registry: CollectorRegistry = REGISTRY):
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.children = {value: InFlight(name, documentation, registry=None) for value in values}
+        registry.register(self)
+
+    def __getitem__(self, value: str) -> InFlight:
+        return self.children[value]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        current = GaugeMetricFamily(self.name, self.documentation, labels=[self.label])
+        peak = GaugeMetricFamily(f"{self.name}_peak",
+                                 f"Highest value of {self.name} over the last {PEAK_WINDOW:g} seconds.",
+                                 labels=[self.label])
+        for value, child in self.children.items():
+            current.add_metric([value], child.value)
+            peak.add_metric([value], child.peak())
+        yield current
+        yield peak
 
 
 class LoopLag(Collector):

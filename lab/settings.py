@@ -9,9 +9,9 @@ service binds any port.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lab.metrics import MAX_SECONDS
@@ -23,6 +23,9 @@ PositiveSeconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=Fal
 
 EXIT_BAD_CONFIG = 2
 
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+
 
 class ServiceSettings(BaseSettings):
     # env_ignore_empty: a variable set to "" (as compose passes an unset knob) means "use the default".
@@ -30,6 +33,16 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     metrics_port: Port
+    # info: the seed's per-request lines ("Received task1 Request!!"), the lab's lesson;
+    # warning silences them (the benchmark's quiet services).
+    log_level: LogLevel = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _any_case(cls, value: Any) -> Any:
+        # INFO and Info mean info; anything else stays as given, so the error quotes it.
+        lowered = value.lower() if isinstance(value, str) else value
+        return lowered if lowered in LOG_LEVELS else value
 
     @model_validator(mode="after")
     def _ports_differ(self) -> "ServiceSettings":

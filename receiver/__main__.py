@@ -13,16 +13,28 @@ from receiver.settings import Settings
 
 def main() -> None:
     settings = load(Settings, "receiver")
-    logs.setup()
+    logs.setup(settings.log_level)
     metrics.serve(settings.metrics_port, settings.host)
     logging.info(
         "receiver: mode=%s (a burst of N takes %s) threads=%d pool_limit=%d requests_pool=%d "
-        "upstream=%s timeout=%gs, metrics on :%d",
+        "upstream=%s timeout=%gs log_level=%s access_log=%s metrics=%s, /metrics on :%d",
         settings.receiver_mode, FORMULAS[settings.receiver_mode], settings.receiver_threads,
         settings.receiver_pool_limit, settings.receiver_requests_pool, settings.upstream_base,
-        settings.receiver_upstream_timeout, settings.metrics_port,
+        settings.receiver_upstream_timeout, settings.log_level, str(settings.receiver_access_log).lower(),
+        str(settings.receiver_metrics).lower(), settings.metrics_port,
     )
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=logs.UVICORN_LOG_CONFIG)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",  # what uvicorn[standard] brings; named, so a missing one fails loudly
+        http="httptools",
+        access_log=settings.receiver_access_log,
+        log_config=logs.uvicorn_log_config(settings.log_level),
+        # No proxy in front of the receiver: X-Forwarded-* headers are never sent, and the
+        # middleware that would read them is one more layer on every request.
+        proxy_headers=False,
+    )
 
 
 if __name__ == "__main__":

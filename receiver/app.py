@@ -5,19 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
 
 import aiohttp
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import REGISTRY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lab import SEED_BODY
 from lab.metrics import MAX_SECONDS
 from receiver.clients import UpstreamError, open_clients
-from receiver.metrics import DURATION, IN_FLIGHT, INFO, LOOP_LAG, REQUESTS
+from receiver.metrics import DURATION, IN_FLIGHT, INFO, LOOP_LAG, REQUESTS, CounterChild, HistogramChild
 from receiver.modes import HANDLERS
 from receiver.settings import Settings
 
@@ -33,11 +34,18 @@ Delay = Annotated[
 
 
 class HttpMetrics:
-    """Pure ASGI middleware (BaseHTTPMiddleware would cost most of the throughput)."""
+    """Pure ASGI middleware (BaseHTTPMiddleware would cost most of the throughput).
+
+    Counts and times every request under its route template, and keeps the in-flight gauge.
+    Label children are bound once per (route, status): labels() on every request would
+    cost more than the counting itself.
+    """
 
     def __init__(self, app: ASGIApp, mode: str):
         self.app = app
         self.mode = mode
+        self._requests: dict[tuple[str, int], CounterChild] = {}
+        self._durations: dict[str, HistogramChild] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,19 +53,32 @@ class HttpMetrics:
         started = time.perf_counter()
         status = 500
 
-        async def send_and_record(message: Message) -> None:
+        def send_and_record(message: Message) -> Awaitable[None]:
+            # Not a coroutine of its own: it hands back send's, one frame less per message.
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         with IN_FLIGHT:
             try:
                 await self.app(scope, receive, send_and_record)
             finally:
                 route = getattr(scope.get("route"), "path", "unmatched")  # a template, never a raw path
-                REQUESTS.labels(self.mode, route, str(status)).inc()
-                DURATION.labels(self.mode, route).observe(time.perf_counter() - started)
+                self._count(route, status).inc()
+                self._duration(route).observe(time.perf_counter() - started)
+
+    def _count(self, route: str, status: int) -> CounterChild:
+        child = self._requests.get((route, status))
+        if child is None:
+            child = self._requests[route, status] = REQUESTS.labels(self.mode, route, str(status))
+        return child
+
+    def _duration(self, route: str) -> HistogramChild:
+        child = self._durations.get(route)
+        if child is None:
+            child = self._durations[route] = DURATION.labels(self.mode, route)
+        return child
 
 
 def info_of(settings: Settings) -> dict[str, Any]:
@@ -68,6 +89,15 @@ def info_of(settings: Settings) -> dict[str, Any]:
         "requests_pool": settings.receiver_requests_pool,
         "upstream_url": settings.upstream_base,
         "upstream_timeout": settings.receiver_upstream_timeout,
+    }
+
+
+def knobs_of(settings: Settings) -> dict[str, Any]:
+    """What it logs and measures, not how it calls upstream: in /info, not in receiver_info's labels."""
+    return {
+        "log_level": settings.log_level,
+        "access_log": settings.receiver_access_log,
+        "metrics": settings.receiver_metrics,
     }
 
 
@@ -84,8 +114,14 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         probe.cancel()
 
-    app = FastAPI(title="receiver", lifespan=lifespan)
-    app.add_middleware(HttpMetrics, mode=settings.receiver_mode)
+    # FastAPI's built-in OpenTelemetry stays off: the lab measures with Prometheus, and
+    # no OpenTelemetry provider is configured, yet FastAPI would look for one on every request.
+    app = FastAPI(title="receiver", lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False})
+    if settings.receiver_metrics:
+        app.add_middleware(HttpMetrics, mode=settings.receiver_mode)
+    else:  # leave out the in-flight gauge too: nothing would keep it, it would only say 0
+        with suppress(KeyError):  # unregistered already (a second app in this process)
+            REGISTRY.unregister(IN_FLIGHT)
 
     @app.get("/tasks/{name}")
     async def task(name: TaskName, request: Request, delay: Delay = None) -> Response:
@@ -109,10 +145,14 @@ def create_app(settings: Settings) -> FastAPI:
                 upstream = await response.json() if response.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             upstream = None
-        return {**info_of(settings), "upstream": upstream}
+        return {**info_of(settings), **knobs_of(settings), "upstream": upstream}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Starlette tries routes in order, and FastAPI registered its docs routes (/openapi.json,
+    # /docs, /docs/oauth2-redirect, /redoc) first: the route every request takes goes first
+    # instead. No path matches two routes, so only the time to find it changes.
+    app.router.routes.sort(key=lambda route: getattr(route, "path", None) != "/tasks/{name}")
     return app

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
 import requests
 from requests.adapters import HTTPAdapter
 
-from receiver.metrics import UPSTREAM_CALLS
+from lab.metrics import CALLER_HEADER
+from receiver.metrics import UPSTREAM_CALLS, HistogramChild
 from receiver.settings import Settings
 
 
@@ -32,67 +33,86 @@ class Clients:
     http: requests.Session  # sync, threaded, blocking part of mixed
     threads: ThreadPoolExecutor  # threaded
     timeout: float
+    metrics: bool = True  # time each call into receiver_upstream_call_duration_seconds
 
 
 @asynccontextmanager
 async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
     connector = aiohttp.TCPConnector(limit=settings.receiver_pool_limit)
     timeout = aiohttp.ClientTimeout(total=settings.receiver_upstream_timeout)
+    # Every call names the caller's mode, so upstream can count what each receiver sends it
+    # (the compare profile runs four against one upstream). Session headers: no per-call cost.
+    caller = {CALLER_HEADER: settings.receiver_mode}
     http = requests.Session()
+    http.headers.update(caller)
     # pool_block=False is requests' default: more calls than the pool holds open extra
     # connections and drop them afterwards (urllib3 warns "Connection pool is full").
     http.mount("http://", HTTPAdapter(pool_maxsize=settings.receiver_requests_pool))
     threads = ThreadPoolExecutor(settings.receiver_threads, thread_name_prefix="requests")
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session:
         try:
-            yield Clients(session, http, threads, settings.receiver_upstream_timeout)
+            yield Clients(session, http, threads, settings.receiver_upstream_timeout, settings.receiver_metrics)
         finally:
             threads.shutdown(wait=False, cancel_futures=True)
             http.close()
 
 
-@contextmanager
-def observed(client: str) -> Iterator[None]:
-    """Time one upstream call into receiver_upstream_call_duration_seconds."""
-    started = time.perf_counter()
-    outcome = "ok"
-    try:
-        yield
-    except UpstreamError as exc:
-        outcome = exc.outcome
-        raise
-    finally:
-        UPSTREAM_CALLS.labels(client, outcome).observe(time.perf_counter() - started)
+# One histogram child per (client, outcome), bound on first use: labels() on every call
+# would cost more than the observation itself.
+_CALLS: dict[tuple[str, str], HistogramChild] = {}
 
 
-def check(status: int, body: str) -> None:
+def observe(client: str, outcome: str, started: float) -> None:
+    """Record one upstream call into receiver_upstream_call_duration_seconds."""
+    child = _CALLS.get((client, outcome))
+    if child is None:
+        child = _CALLS[client, outcome] = UPSTREAM_CALLS.labels(client, outcome)
+    child.observe(time.perf_counter() - started)
+
+
+def check(status: int, body: bytes) -> None:
     """Map upstream's answer to the receiver's: 4xx passes through, anything else is a 502."""
     if status == 200:
         return
     if 400 <= status < 500:
-        raise UpstreamError(status, f"upstream rejected the call: {body}")
+        raise UpstreamError(status, f"upstream rejected the call: {body.decode(errors='replace')}")
     raise UpstreamError(502, f"upstream answered {status}")
 
 
 def call_with_requests(clients: Clients, url: str) -> None:
     """One upstream call with requests. Blocks the calling thread until it is done."""
-    with observed("requests"):
+    started = time.perf_counter()
+    outcome = "error"
+    try:
         try:
             response = clients.http.get(url, timeout=clients.timeout)
         except requests.Timeout:
+            outcome = "timeout"
             raise UpstreamError(504, f"upstream did not answer within {clients.timeout:g}s", "timeout") from None
         except requests.RequestException as exc:
             raise UpstreamError(502, f"upstream unreachable: {exc}") from None
-        check(response.status_code, response.text)
+        check(response.status_code, response.content)
+        outcome = "ok"
+    finally:
+        if clients.metrics:
+            observe("requests", outcome, started)
 
 
 async def call_with_aiohttp(clients: Clients, url: str) -> None:
     """One upstream call with aiohttp. Waits without blocking the event loop."""
-    with observed("aiohttp"):
+    started = time.perf_counter()
+    outcome = "error"
+    try:
         try:
             async with clients.session.get(url) as response:
-                check(response.status, await response.text())
+                status, body = response.status, await response.read()
         except TimeoutError:
+            outcome = "timeout"
             raise UpstreamError(504, f"upstream did not answer within {clients.timeout:g}s", "timeout") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(502, f"upstream unreachable: {exc}") from None
+        check(status, body)
+        outcome = "ok"
+    finally:
+        if clients.metrics:
+            observe("aiohttp", outcome, started)

@@ -1,1 +1,2 @@
-"""sender: fires bursts of simultaneous requests at the receiver and compares them to the model."""
+"""sender: load for the receivers. Bursts of simultaneous requests, compared to the model, or
+an open loop at a steady rate that times every request from its intended send time."""

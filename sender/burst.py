@@ -11,7 +11,11 @@ from typing import Any
 import aiohttp
 
 from lab import model
-from sender.metrics import LATENCY, REQUESTS
+from sender.metrics import Children, children
+from sender.settings import request_url
+from sender.target import fetch_info
+
+__all__ = ["Burst", "Prediction", "Result", "fetch_info", "predict", "run_burst", "task_names"]
 
 log = logging.getLogger("sender")
 
@@ -51,16 +55,6 @@ def task_names(n: int) -> list[str]:
     return [f"task{i}" for i in range(1, n + 1)]
 
 
-async def fetch_info(session: aiohttp.ClientSession, receiver: str) -> dict[str, Any] | None:
-    """The receiver's GET /info, or None if it cannot be had."""
-    try:
-        async with session.get(f"{receiver}/info") as response:
-            return await response.json() if response.status == 200 else None
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        log.warning("could not read %s/info (%s): no prediction for this burst", receiver, exc)
-        return None
-
-
 def predict(info: dict[str, Any] | None, n: int, delay: float | None) -> Prediction | None:
     """The model's makespan for a burst of n, from the receiver's /info."""
     if info is None or info.get("mode") not in model.MODES:
@@ -72,9 +66,12 @@ def predict(info: dict[str, Any] | None, n: int, delay: float | None) -> Predict
     return Prediction(info["mode"], delay, model.makespan(info["mode"], n, delay, model.Caps.from_info(info)))
 
 
-async def send(session: aiohttp.ClientSession, url: str, name: str, start: float) -> Result:
-    log.info("--- %s -----", name)
-    log.info("--- %s Send!!", name)
+async def send(
+    session: aiohttp.ClientSession, url: str, name: str, start: float, m: Children, prefix: str = ""
+) -> Result:
+    log.info("%s--- %s -----", prefix, name)
+    log.info("%s--- %s Send!!", prefix, name)
+    m.sent.inc()
     try:
         async with session.get(url) as response:
             status: int | None = response.status
@@ -82,18 +79,32 @@ async def send(session: aiohttp.ClientSession, url: str, name: str, start: float
     except (aiohttp.ClientError, TimeoutError) as exc:
         status, body = None, f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - start
-    log.info("--- %s status = %s", name, status or "error")
-    log.info("--- %s%s", name, body)
-    REQUESTS.labels(str(status or "error")).inc()
-    LATENCY.observe(seconds)
+    log.info("%s--- %s status = %s", prefix, name, status or "error")
+    log.info("%s--- %s%s", prefix, name, body)
+    m.count(status)
+    m.latency.observe(seconds)
     return Result(name, seconds, status, body)
 
 
-async def run_burst(session: aiohttp.ClientSession, receiver: str, n: int, delay: float | None) -> Burst:
-    """Send task1..taskN at once to GET /tasks/{name}; time each from the common start."""
-    query = "" if delay is None else f"?delay={delay:g}"
-    start = time.perf_counter()
+async def run_burst(
+    session: aiohttp.ClientSession,
+    receiver: str,
+    n: int,
+    delay: float | None,
+    *,
+    mode: str | None = None,
+    start: float | None = None,
+    prefix: str = "",
+) -> Burst:
+    """Send task1..taskN at once to GET /tasks/{name}; time each from the common start.
+
+    mode: the receiver's mode for the metrics' label (None: unknown). start: the intended send
+    time (time.perf_counter()), shared when several targets get their bursts at once.
+    prefix: put before each log line (the target, when there are several).
+    """
+    m = children(mode)
+    start = time.perf_counter() if start is None else start
     results = await asyncio.gather(
-        *(send(session, f"{receiver}/tasks/{name}{query}", name, start) for name in task_names(n))
+        *(send(session, request_url(receiver, name, delay), name, start, m, prefix) for name in task_names(n))
     )
     return Burst(list(results))

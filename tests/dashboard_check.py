@@ -15,9 +15,23 @@ from tools.processes import ROOT, get
 RATE_WINDOW = "15s"
 
 
+def board() -> dict:
+    return json.loads((ROOT / "grafana/dashboards/lab.json").read_text())
+
+
 def queries() -> list[str]:
-    board = json.loads((ROOT / "grafana/dashboards/lab.json").read_text())
-    return [expr.replace("$__rate_interval", RATE_WINDOW) for expr in dashboard.expressions(board)]
+    return [expr.replace("$__rate_interval", RATE_WINDOW) for expr in dashboard.expressions(board())]
+
+
+def split_by_mode() -> dict[str, str]:
+    """The queries whose legend names the mode ({{mode}}, or upstream's {{caller}}), and that label."""
+    found = {}
+    for panel in board()["panels"]:
+        for target in panel.get("targets", []):
+            for label in ("mode", "caller"):
+                if "{{%s}}" % label in target["legendFormat"]:
+                    found[target["expr"].replace("$__rate_interval", RATE_WINDOW)] = label
+    return found
 
 
 def instant(prometheus: str, expr: str) -> list[dict]:
@@ -40,3 +54,20 @@ def missing_data(prometheus: str, timeout: float) -> list[str]:
         if pending:
             time.sleep(1)
     return pending
+
+
+def missing_modes(prometheus: str, modes: tuple[str, ...], timeout: float) -> dict[str, list[str]]:
+    """Poll until every query split by mode has a finite value for each of `modes`; what is missing."""
+    pending = split_by_mode()
+    missing: dict[str, list[str]] = {}
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        missing = {}
+        for expr, label in pending.items():
+            seen = {s["metric"].get(label) for s in instant(prometheus, expr) if math.isfinite(float(s["value"][1]))}
+            if absent := [m for m in modes if m not in seen]:
+                missing[expr] = absent
+        pending = {expr: label for expr, label in pending.items() if expr in missing}
+        if pending:
+            time.sleep(2)
+    return missing

@@ -21,9 +21,10 @@ import pytest
 from lab import model
 from tools.processes import ROOT, free_port, get
 from tests.conftest import STRICT
-from tests.dashboard_check import instant, missing_data
+from tests.dashboard_check import instant, missing_data, missing_modes
 
 SERVICES = ["upstream", "receiver", "sender", "prometheus"]  # all but grafana
+COMPARE = [f"receiver-{mode}" for mode in model.MODES] + ["sender-compare"]
 N, D = 4, 0.5
 
 
@@ -91,6 +92,7 @@ def lab():
         "HOST_UPSTREAM_PORT": str(free_port()),
         "HOST_PROMETHEUS_PORT": str(free_port()),
         "HOST_GRAFANA_PORT": str(free_port()),
+        **{f"HOST_RECEIVER_{mode.upper()}_PORT": str(free_port()) for mode in model.MODES},
         "RECEIVER_MODE": "sync",
         "UPSTREAM_DELAY": str(D),
         "SENDER_CONCURRENCY": str(N),
@@ -162,6 +164,25 @@ def test_containers_run_as_non_root(lab):
     for service in ("upstream", "receiver", "sender"):
         uid = lab.compose("exec", "-T", service, "id", "-u").stdout.strip()
         assert uid not in ("", "0"), service
+
+
+def test_compare_profile_shows_every_mode_side_by_side(lab):
+    # The single receiver and its sender make way; the compare profile's four receivers and
+    # its sender join the same upstream and Prometheus.
+    lab.compose("rm", "-s", "-f", "receiver", "sender", timeout=120)
+    lab.compose("--profile", "compare", "up", "-d", "--wait", *COMPARE, SENDER_INTERVAL="2", timeout=300)
+    for i, mode in enumerate(model.MODES):
+        info = json.loads(get(f"http://127.0.0.1:{lab.env[f'HOST_RECEIVER_{mode.upper()}_PORT']}/info")[1])
+        assert info["mode"] == mode
+    # Prometheus finds the four receivers by their alias, and every query split by mode has
+    # data for each of them.
+    assert missing_modes(lab.prometheus, model.MODES, timeout=120) == {}
+    receivers = instant(lab.prometheus, 'up{job="receiver"}')
+    assert len(receivers) == 4 and all(s["value"][1] == "1" for s in receivers)
+    assert missing_data(lab.prometheus, timeout=30) == []
+    # one schedule: every mode got the same number of bursts (give or take the one in progress)
+    bursts = {s["metric"]["mode"]: float(s["value"][1]) for s in instant(lab.prometheus, "sum by (mode) (sender_bursts_total)")}
+    assert set(bursts) == set(model.MODES) and max(bursts.values()) - min(bursts.values()) <= 1, bursts
 
 
 def test_down_leaves_nothing_behind(lab):  # last: it takes the lab down

@@ -33,6 +33,15 @@ CASES = [
     ("sender", "SENDER_DELAY", "soon", ["valid number"]),
     ("sender", "SENDER_BURSTS", "-2", ["greater than or equal to 0"]),
     ("sender", "RECEIVER_URL", "receiver", ["valid URL"]),
+    ("sender", "RECEIVER_URL", "http://127.0.0.1:8000,receiver", ["item 'receiver'", "valid URL"]),
+    ("sender", "RECEIVER_URL", ",", ["one http(s) URL, or several separated by commas"]),
+    ("sender", "SENDER_RATE", "-1", ["greater than or equal to 0"]),
+    ("sender", "SENDER_RATE", "100001", ["less than or equal to 100000"]),
+    ("sender", "SENDER_ARRIVALS", "bursty", ["'constant' or 'poisson'"]),
+    ("sender", "SENDER_SEED", "lucky", ["valid integer"]),
+    ("sender", "SENDER_MAX_IN_FLIGHT", "0", ["greater than or equal to 1"]),
+    ("sender", "SENDER_DURATION", "-1", ["greater than or equal to 0"]),
+    ("sender", "SENDER_DURATION", "86401", ["less than or equal to 86400"]),
 ]
 
 
@@ -77,3 +86,12 @@ def test_sender_once_exits_non_zero_when_the_receiver_is_down():
     done = sender_once(f"http://127.0.0.1:{free_port()}", timeout=30)
     assert done.returncode == 1
     assert "could not read" in done.stdout and "predicted=unknown failed=2" in done.stdout
+
+
+def test_sender_once_in_open_loop_needs_a_duration():
+    done = sender_once(f"http://127.0.0.1:{free_port()}", timeout=30, SENDER_RATE="10")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == (
+        "sender: bad configuration: SENDER_DURATION=0: --once with SENDER_RATE>0 needs a bounded run, "
+        "greater than 0 seconds"
+    )

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -58,7 +59,20 @@ def test_upstream_rejects_bad_delays(upstream, path, words):
 def test_upstream_unknown_route_is_counted_without_its_path(upstream):
     assert get(f"{upstream.url}/no/such/path")[0] == 404
     samples = scrape(upstream.metrics_url)
-    assert value(samples, "upstream_http_requests_total", route="unmatched", status="404") == 1
+    assert value(samples, "upstream_http_requests_total", route="unmatched", status="404", caller="other") == 1
+
+
+def test_upstream_labels_callers_by_mode_from_a_closed_set(upstream, receiver_for):
+    receiver = receiver_for("threaded")
+    assert get(f"{receiver.url}/tasks/task1?delay=0")[0] == 200
+    for header in ("sync", "nonsense", None):  # a mode, an unknown value, no header
+        request = urllib.request.Request(f"{upstream.url}/work?delay=0", headers={"X-Lab-Mode": header} if header else {})
+        assert urllib.request.urlopen(request, timeout=5).status == 200
+    samples = scrape(upstream.metrics_url)
+    callers = {dict(labels)["caller"]: v for (name, labels), v in samples.items() if name == "upstream_http_requests_total"}
+    assert callers == {"threaded": 1, "sync": 1, "other": 2}
+    in_flight = {dict(labels)["caller"] for (name, labels), _ in samples.items() if name == "upstream_http_requests_in_flight"}
+    assert in_flight == {"sync", "async", "mixed", "threaded", "other"}  # every caller's series, from the start
 
 
 def test_httpbin_compatible_routes(upstream):

@@ -33,7 +33,12 @@ RECEIVER_SERIES = [
 ]
 SENDER_SERIES = [
     "sender_requests_total",
+    "sender_requests_sent_total",
+    "sender_requests_dropped_total",
+    "sender_requests_late_total",
     "sender_request_duration_seconds_bucket",
+    "sender_offered_requests_per_second",
+    "sender_achieved_requests_per_second",
     "sender_bursts_total",
     "sender_burst_size",
     "sender_burst_makespan_seconds",
@@ -49,7 +54,7 @@ def running_sender(start_service: Service) -> str:
     while time.monotonic() < deadline:
         try:
             status, body = get(start_service.metrics_url, timeout=1)
-            bursts = re.search(r"^sender_bursts_total (\S+)$", body.decode(), re.MULTILINE)
+            bursts = re.search(r'^sender_bursts_total\{mode="async"\} (\S+)$', body.decode(), re.MULTILINE)
             if status == 200 and bursts and float(bursts[1]) >= 1:
                 return body.decode()
         except OSError:
@@ -101,9 +106,17 @@ def test_metric_values_tell_the_story(lab):
                  upstream_url=lab["upstream"].url, upstream_timeout="130.0") == 1
     assert value(receiver, "receiver_http_requests_total", mode="async", route="/tasks/{name}", status="200") >= 3
     sender = samples(lab["sender_text"])
-    assert value(sender, "sender_burst_size") == 3
-    assert value(sender, "sender_burst_predicted_makespan_seconds") == pytest.approx(0.2)
-    assert 0.2 <= value(sender, "sender_burst_makespan_seconds") < 0.2 * 1.2 + 0.15
+    # Every sender series but the loop probe's carries the receiver's mode, from its /info.
+    assert value(sender, "sender_burst_size", mode="async") == 3
+    assert value(sender, "sender_burst_predicted_makespan_seconds", mode="async") == pytest.approx(0.2)
+    assert 0.2 <= value(sender, "sender_burst_makespan_seconds", mode="async") < 0.2 * 1.2 + 0.15
+    bursts = value(sender, "sender_bursts_total", mode="async")
+    assert value(sender, "sender_requests_sent_total", mode="async") == 3 * bursts
+    assert value(sender, "sender_requests_total", mode="async", status="200") >= 3 * (bursts - 1)
+    assert value(sender, "sender_offered_requests_per_second", mode="async") == 3 / 2  # N / SENDER_INTERVAL
+    assert value(sender, "sender_requests_dropped_total", mode="async") == 0  # bursts never drop
+    modes = {labels for name, labels in sender if name.startswith("sender_") and "event_loop" not in name}
+    assert all(dict(labels).get("mode") == "async" for labels in modes), modes
 
 
 @pytest.mark.parametrize("name", ["upstream", "receiver", "sender"])

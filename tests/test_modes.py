@@ -73,8 +73,10 @@ def test_burst_matches_the_model(mode, env, upstream, receiver_for):
 
     # Concurrency as upstream saw it: 1 in sync, N in async (up to the caps).
     upstream_metrics = scrape(upstream.metrics_url)
-    assert value(upstream_metrics, "upstream_http_requests_in_flight_peak") == model.upstream_concurrency(mode, N, caps)
-    assert value(upstream_metrics, "upstream_http_requests_total", route="/work", status="200") == (
+    assert value(upstream_metrics, "upstream_http_requests_in_flight_peak", caller=mode) == (
+        model.upstream_concurrency(mode, N, caps)
+    )
+    assert value(upstream_metrics, "upstream_http_requests_total", route="/work", status="200", caller=mode) == (
         N * model.UPSTREAM_CALLS[mode]
     )
 

@@ -24,6 +24,7 @@ def prometheus_for(tmp_path):
     def _start(metrics_ports: dict[str, int]) -> str:
         config = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
         for job in config["scrape_configs"]:  # the lab's own config, aimed at loopback
+            job.pop("dns_sd_configs", None)
             job["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_ports[job['job_name']]}"]}]
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()

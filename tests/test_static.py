@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import yaml
 
+from lab import model
 from tools import dashboard
 from tools.processes import ROOT
 from receiver.settings import Settings as ReceiverSettings
@@ -20,9 +21,13 @@ from upstream.settings import Settings as UpstreamSettings
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES = {"upstream": UpstreamSettings, "receiver": ReceiverSettings, "sender": SenderSettings}
 PYTHON_SERVICES = list(SERVICES)
+COMPARE = [f"receiver-{mode}" for mode in model.MODES] + ["sender-compare"]
+# Every compose service that runs a Python service's image, and which service's knobs it takes.
+RUNS = {"upstream": "upstream", "receiver": "receiver", "sender": "sender", "sender-compare": "sender",
+        **{f"receiver-{mode}": "receiver" for mode in model.MODES}}
 # Set by compose itself, not knobs: where to listen and where the next hop is.
 WIRING = {"HOST", "PORT", "METRICS_PORT", "UPSTREAM_URL", "RECEIVER_URL"}
-PUBLISHED = re.compile(r"^127\.0\.0\.1:\$\{HOST_([A-Z]+)_PORT:-(\d+)\}:(\d+)$")
+PUBLISHED = re.compile(r"^127\.0\.0\.1:\$\{HOST_([A-Z_]+)_PORT:-(\d+)\}:(\d+)$")
 PINNED = re.compile(r"^[\w./-]+:(v?\d+\.\d+\.\d+)[\w.-]*$")  # a tag with a full version, never latest
 
 
@@ -38,7 +43,7 @@ def knobs(service: str) -> set[str]:
 
 def test_compose_file_follows_the_rules():
     assert "version" not in COMPOSE
-    assert set(COMPOSE["services"]) == {"upstream", "receiver", "sender", "prometheus", "grafana"}
+    assert set(COMPOSE["services"]) == {"upstream", "receiver", "sender", "prometheus", "grafana", *COMPARE}
     for name, service in COMPOSE["services"].items():
         assert "container_name" not in service, name
         assert "healthcheck" in service and service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
@@ -53,6 +58,28 @@ def test_compose_file_follows_the_rules():
         assert published[service] == [(service.upper(), port, port)]
         assert env[f"HOST_{service.upper()}_PORT"] == port
     assert published["sender"] == []
+    for i, mode in enumerate(model.MODES):  # the compare receivers, for python -m bench --receivers
+        assert published[f"receiver-{mode}"] == [(f"RECEIVER_{mode.upper()}", str(8010 + i), "8000")]
+        assert env[f"HOST_RECEIVER_{mode.upper()}_PORT"] == str(8010 + i)
+    assert published["sender-compare"] == []
+
+
+def test_profiles_single_by_default_and_compare_side_by_side():
+    profiles = {name: service.get("profiles", []) for name, service in COMPOSE["services"].items()}
+    assert profiles == {"upstream": [], "prometheus": [], "grafana": [], "receiver": ["single"], "sender": ["single"],
+                        **{name: ["compare"] for name in COMPARE}}
+    assert dotenv()["COMPOSE_PROFILES"] == "single"
+    services = COMPOSE["services"]
+    for mode in model.MODES:
+        assert services[f"receiver-{mode}"]["environment"]["RECEIVER_MODE"] == mode
+    targets = services["sender-compare"]["environment"]["RECEIVER_URL"].split(",")
+    assert targets == [f"http://receiver-{mode}:8000" for mode in model.MODES]
+    assert set(services["sender-compare"]["depends_on"]) == {f"receiver-{mode}" for mode in model.MODES}
+    # Prometheus finds receivers and senders by these aliases, in both profiles.
+    for name in ("receiver", *(f"receiver-{mode}" for mode in model.MODES)):
+        assert services[name]["networks"]["default"]["aliases"] == ["receivers"], name
+    for name in ("sender", "sender-compare"):
+        assert services[name]["networks"]["default"]["aliases"] == ["senders"], name
 
 
 def test_every_image_is_pinned_and_overridable():
@@ -67,7 +94,7 @@ def test_every_image_is_pinned_and_overridable():
         image = match[1] if match else default
         assert PINNED.match(image), f"{variable}: {image} is not pinned to a version"
         assert env[variable] == image, f".env's {variable} differs from the default {image}"
-    for service in PYTHON_SERVICES:
+    for service in RUNS:
         assert COMPOSE["services"][service]["build"]["args"]["PYTHON_IMAGE"] == "${PYTHON_IMAGE:-%s}" % env["PYTHON_IMAGE"]
 
 
@@ -92,14 +119,16 @@ def test_dockerfiles_differ_in_size():
     assert len(set(sizes.values())) == len(sizes), sizes
 
 
-@pytest.mark.parametrize("service", PYTHON_SERVICES)
-def test_env_file_lists_every_knob_and_compose_passes_it(service, monkeypatch):
+@pytest.mark.parametrize("name", list(RUNS))
+def test_env_file_lists_every_knob_and_compose_passes_it(name, monkeypatch):
+    service = RUNS[name]
     env = dotenv()
     missing = knobs(service) - set(env)
     assert not missing, f".env lacks {missing}"
-    passed = COMPOSE["services"][service]["environment"]
-    for knob in knobs(service):
-        assert passed[knob] == "${%s:-}" % knob, f"compose does not pass {knob} to {service}"
+    passed = COMPOSE["services"][name]["environment"]
+    fixed = {"RECEIVER_MODE"} if name.startswith("receiver-") else set()  # the compare receivers' own mode
+    for knob in knobs(service) - fixed:
+        assert passed[knob] == "${%s:-}" % knob, f"compose does not pass {knob} to {name}"
     # every value in .env is one the service accepts
     for knob in knobs(service):
         monkeypatch.setenv(knob, env[knob])
@@ -111,8 +140,13 @@ def test_prometheus_config_scrapes_the_three_services():
     interval = float(config["global"]["scrape_interval"].rstrip("s"))
     timeout = float(config["global"]["scrape_timeout"].rstrip("s"))
     assert 1 <= interval <= 2 and timeout < interval
-    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
-    assert targets == {"sender": ["sender:9002"], "receiver": ["receiver:9000"], "upstream": ["upstream:9001"]}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"sender", "receiver", "upstream"}
+    assert jobs["upstream"]["static_configs"] == [{"targets": ["upstream:9001"]}]
+    # receivers and senders by their network aliases: one or four, whichever profile runs
+    for job, alias, port in (("receiver", "receivers", 9000), ("sender", "senders", 9002)):
+        (dns,) = jobs[job]["dns_sd_configs"]
+        assert (dns["names"], dns["type"], dns["port"]) == ([alias], "A", port)
 
 
 def test_promtool_accepts_the_prometheus_config():

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lab.model import FORMULAS, MODES
+from lab.model import CAPACITY_FORMULAS, FORMULAS, MODES
 
 UID = "blocking-io-lab"
 DATASOURCE = {"type": "prometheus", "uid": "lab-prometheus"}
@@ -21,17 +21,25 @@ PATH = Path(__file__).resolve().parent.parent / "grafana" / "dashboards" / "lab.
 RATE = "$__rate_interval"
 
 
-def quantiles(metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> list[tuple[str, str]]:
+def quantiles(metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.95, 0.99), join: bool = False) -> list[tuple[str, str]]:
+    """histogram_quantile of a histogram, per `by` label(s); join: take `mode` from receiver_info."""
     group = f"le{', ' + by if by else ''}"
-    suffix = f" {{{{{by}}}}}" if by else ""
-    return [
-        (f"histogram_quantile({q}, sum by ({group}) (rate({metric}_bucket[{RATE}])))", f"p{round(q * 100)}{suffix}")
-        for q in qs
-    ]
+    suffix = " " + " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(",")) if by else ""
+    rate = f"rate({metric}_bucket[{RATE}])"
+    if join:
+        rate = by_mode(rate)
+    return [(f"histogram_quantile({q}, sum by ({group}) ({rate}))", f"p{round(q * 100)}{suffix}") for q in qs]
+
+
+def by_mode(expr: str) -> str:
+    """A receiver series with its receiver's mode attached (from receiver_info, by instance)."""
+    return f"{expr} * on (instance) group_left (mode) receiver_info"
 
 
 Panel = tuple[str, str, str, list[tuple[str, str]], int]  # title, teaches, unit, [(expr, legend)], width
 
+# Queries whose legend names {{mode}} or {{caller}} are split by the receiver's mode: in the
+# compare profile each must have a series for every mode (the tests check it).
 MAKESPAN: list[Panel] = [
     (
         "Burst makespan: measured vs model",
@@ -39,20 +47,21 @@ MAKESPAN: list[Panel] = [
         "from the receiver's mode and caps. sync: N·D, async: D, mixed: (N+1)·D.",
         "s",
         [
-            ("sender_burst_makespan_seconds", "measured"),
-            ("sender_burst_predicted_makespan_seconds", "model"),
+            ("max by (mode) (sender_burst_makespan_seconds)", "{{mode}} measured"),
+            ("max by (mode) (sender_burst_predicted_makespan_seconds)", "{{mode}} model"),
         ],
         12,
     ),
     (
         "Requests per second",
-        "The same traffic at each hop. mixed makes two upstream calls per request, so "
-        "upstream counts twice the receiver's rate.",
+        "The same traffic at each hop, per mode. mixed makes two upstream calls per request, so "
+        "upstream counts twice its receiver's rate.",
         "reqps",
         [
-            (f"sum(rate(sender_requests_total[{RATE}]))", "sender"),
-            (f'sum(rate(receiver_http_requests_total{{route="/tasks/{{name}}"}}[{RATE}]))', "receiver"),
-            (f'sum(rate(upstream_http_requests_total{{route="/work"}}[{RATE}]))', "upstream"),
+            (f"sum by (mode) (rate(sender_requests_total[{RATE}]))", "sender → {{mode}}"),
+            (f'sum by (mode) (rate(receiver_http_requests_total{{route="/tasks/{{name}}"}}[{RATE}]))', "receiver {{mode}}"),
+            (f'sum by (caller) (rate(upstream_http_requests_total{{route="/work", caller!="other"}}[{RATE}]))',
+             "upstream from {{caller}}"),
         ],
         12,
     ),
@@ -60,48 +69,76 @@ MAKESPAN: list[Panel] = [
 WAITING: list[Panel] = [
     (
         "In flight (peak over 5 s)",
-        "The lesson in one panel: upstream works on 1 call at a time when the receiver blocks "
-        "(sync), on N at once when it does not (async, threaded).",
+        "The lesson in one panel: upstream works on 1 call at a time for a receiver that blocks "
+        "(sync), on N at once for one that does not (async, threaded).",
         "short",
         [
-            ("upstream_http_requests_in_flight_peak", "upstream"),
-            ("receiver_http_requests_in_flight_peak", "receiver"),
+            ('max by (caller) (upstream_http_requests_in_flight_peak{caller!="other"})', "upstream from {{caller}}"),
+            (f"max by (mode) ({by_mode('receiver_http_requests_in_flight_peak')})", "receiver {{mode}}"),
         ],
         12,
     ),
     (
         "Event loop blocked (live)",
-        "How long each service's event loop has been overdue, read from a thread while it "
-        "happens. sync and mixed hold the receiver's loop for every requests call.",
+        "How long each event loop has been overdue, read from a thread while it happens. "
+        "sync and mixed hold the receiver's loop for every requests call.",
         "s",
-        [('max by (job) ({__name__=~".+_event_loop_blocked_seconds"})', "{{job}}")],
+        [
+            (f"max by (mode) ({by_mode('receiver_event_loop_blocked_seconds')})", "receiver {{mode}}"),
+            ('max by (job) ({__name__=~"(sender|upstream)_event_loop_blocked_seconds"})', "{{job}}"),
+        ],
         12,
     ),
 ]
-LATENCY: list[Panel] = [
+OPEN_LOOP: list[Panel] = [
     (
-        "Latency seen by the sender",
-        "From the burst's intended send time to the answer: includes the time a request "
-        "waited before the receiver even read it.",
-        "s",
-        quantiles("sender_request_duration_seconds"),
+        "Offered vs achieved rate",
+        "What the sender offers (SENDER_RATE, or N per SENDER_INTERVAL in bursts) and the answers "
+        "per second it gets back. Above a mode's capacity (sync 1/D, async L/D, threaded T/D) "
+        "achieved stays at the capacity and the rest queues or is dropped.",
+        "reqps",
+        [
+            ("max by (mode) (sender_offered_requests_per_second)", "{{mode}} offered"),
+            ("max by (mode) (sender_achieved_requests_per_second)", "{{mode}} achieved"),
+        ],
         8,
     ),
+    (
+        "Latency from intended send time",
+        "p50 and p99 from when each request was due, not from when it went out (as wrk2 and k6 "
+        "measure): a stalled receiver cannot hide its queue from this.",
+        "s",
+        quantiles("sender_request_duration_seconds", by="mode", qs=(0.5, 0.99)),
+        8,
+    ),
+    (
+        "Dropped and late",
+        "Requests the sender dropped because SENDER_MAX_IN_FLIGHT were already waiting on that "
+        "receiver, and requests it started more than 10 ms late (the sender itself falling behind).",
+        "reqps",
+        [
+            (f"sum by (mode) (rate(sender_requests_dropped_total[{RATE}]))", "{{mode}} dropped"),
+            (f"sum by (mode) (rate(sender_requests_late_total[{RATE}]))", "{{mode}} late"),
+        ],
+        8,
+    ),
+]
+LATENCY: list[Panel] = [
     (
         "Latency inside the receiver",
         "From reading the request to answering it. In sync mode it looks fine (about D): "
         "the queueing happens before the read, where only the sender sees it.",
         "s",
-        quantiles("receiver_http_request_duration_seconds"),
-        8,
+        quantiles("receiver_http_request_duration_seconds", by="mode", qs=(0.5, 0.99)),
+        12,
     ),
     (
         "Upstream call latency by client",
         "Each call to upstream, by library (requests or aiohttp). Both take about D: the "
         "client is not slow, blocking the loop with it is what costs.",
         "s",
-        quantiles("receiver_upstream_call_duration_seconds", by="client", qs=(0.5, 0.99)),
-        8,
+        quantiles("receiver_upstream_call_duration_seconds", by="mode, client", qs=(0.5, 0.99), join=True),
+        12,
     ),
 ]
 HEALTH: list[Panel] = [
@@ -111,24 +148,28 @@ HEALTH: list[Panel] = [
         "s",
         [
             (
-                f'histogram_quantile(0.99, sum by (le, job) (rate({{__name__=~".+_event_loop_lag_seconds_bucket"}}[{RATE}])))',
+                f"histogram_quantile(0.99, sum by (le, mode) ({by_mode(f'rate(receiver_event_loop_lag_seconds_bucket[{RATE}])')}))",
+                "receiver {{mode}}",
+            ),
+            (
+                f'histogram_quantile(0.99, sum by (le, job) (rate({{__name__=~"(sender|upstream)_event_loop_lag_seconds_bucket"}}[{RATE}])))',
                 "{{job}}",
-            )
+            ),
         ],
         8,
     ),
     (
         "Errors",
         "Share of the sender's requests that failed (timeouts, 5xx), and 5xx answers per "
-        "second at the receiver and upstream. UPSTREAM_ERROR_RATE injects them.",
+        "second at the receivers and upstream. UPSTREAM_ERROR_RATE injects them.",
         "short",
         [
             (
-                f'(sum(rate(sender_requests_total{{status!="200"}}[{RATE}])) or vector(0)) '
-                f"/ sum(rate(sender_requests_total[{RATE}]))",
-                "sender: failed share",
+                f'(sum by (mode) (rate(sender_requests_total{{status!="200"}}[{RATE}])) or sum by (mode) (rate(sender_requests_total[{RATE}])) * 0) '
+                f"/ sum by (mode) (rate(sender_requests_total[{RATE}]))",
+                "{{mode}}: failed share",
             ),
-            (f'sum(rate(receiver_http_requests_total{{status=~"5.."}}[{RATE}])) or vector(0)', "receiver 5xx/s"),
+            (f'sum(rate(receiver_http_requests_total{{status=~"5.."}}[{RATE}])) or vector(0)', "receivers 5xx/s"),
             (f'sum(rate(upstream_http_requests_total{{status=~"5.."}}[{RATE}])) or vector(0)', "upstream 5xx/s"),
         ],
         8,
@@ -136,9 +177,9 @@ HEALTH: list[Panel] = [
     (
         "Scrape health",
         "1 when Prometheus could read a service's /metrics. Metrics are served from a thread, "
-        "so they stay up even while the receiver's loop is blocked.",
+        "so they stay up even while a receiver's loop is blocked.",
         "short",
-        [("up", "{{job}}")],
+        [("up", "{{job}} {{instance}}")],
         8,
     ),
 ]
@@ -149,6 +190,8 @@ ROWS: list[tuple[str, list[Panel]]] = [
      "mixed: (N+1)·D, worse than sync. The request rate follows.", MAKESPAN),
     ("**Who waits?** When the receiver blocks, upstream sees one call at a time and the "
      "receiver's event loop is overdue for the whole call.", WAITING),
+    ("**Open loop: what a steady rate costs.** The sender keeps its schedule whatever the "
+     "receiver does (SENDER_RATE): latency counts from each request's due time.", OPEN_LOOP),
     ("**Where the time goes.** Only the sender sees the queueing in front of a blocked "
      "receiver; the upstream calls themselves take D with either library.", LATENCY),
     ("**Stalls, errors, health.** Every stall of a loop, failed requests, and whether "
@@ -157,13 +200,15 @@ ROWS: list[tuple[str, list[Panel]]] = [
 
 INTRO = """\
 **What blocking I/O inside async code costs.** The sender fires bursts of N simultaneous
-requests; the receiver calls upstream (delay D) for each, in the mode `RECEIVER_MODE`
-picks. Switch it with `RECEIVER_MODE=async docker compose up -d`: only the receiver restarts.
+requests (or, with `SENDER_RATE`, a steady open-loop rate); the receiver calls upstream
+(delay D) for each, in the mode `RECEIVER_MODE` picks. Switch it with
+`RECEIVER_MODE=async docker compose up -d`, or run all four side by side with
+`docker compose --profile compare up -d`.
 
-| mode | makespan of a burst | upstream at once |
-|---|---|---|
+| mode | makespan of a burst | upstream at once | capacity (req/s) |
+|---|---|---|---|
 """ + "\n".join(
-    f"| `{mode}` | {FORMULAS[mode]} | {'1' if mode == 'sync' else 'N'} |" for mode in MODES
+    f"| `{mode}` | {FORMULAS[mode]} | {'1' if mode == 'sync' else 'N'} | {CAPACITY_FORMULAS[mode]} |" for mode in MODES
 ) + "\n\nL: connector limit, T: threads (see `/info`). Each panel's ⓘ says what it teaches."
 
 
@@ -186,17 +231,17 @@ def build() -> dict[str, Any]:
     panels = [
         panel(
             1, "Receiver mode", "The RECEIVER_MODE the receiver runs in now (its receiver_info metric).",
-            0, 0, 4, 7, type="stat", datasource=DATASOURCE,
+            0, 0, 4, 9, type="stat", datasource=DATASOURCE,
             targets=[target(0, "max by (mode) (receiver_info)", "{{mode}}", instant=True)],
             options={"textMode": "name", "colorMode": "background", "graphMode": "none",
                      "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
         ),
         panel(
             2, "What this lab shows", "The model of each mode, from lab/model.py.",
-            4, 0, 20, 7, type="text", options={"mode": "markdown", "content": INTRO},
+            4, 0, 20, 9, type="text", options={"mode": "markdown", "content": INTRO},
         ),
     ]
-    y = 7
+    y = 9
     for caption, row in ROWS:
         panels.append(panel(len(panels) + 1, "", "", 0, y, 24, 2, type="text",
                             options={"mode": "markdown", "content": caption}))

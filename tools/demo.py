@@ -56,6 +56,7 @@ def main() -> int:
                 "UPSTREAM_URL": upstream.url,
                 "RECEIVER_THREADS": str(args.threads),
                 "RECEIVER_POOL_LIMIT": str(args.pool_limit),
+                "RECEIVER_ACCESS_LOG": "true",  # the seed's log had uvicorn's access line; the demo shows it
             },
             Path(tmp, "receiver.log"),
         )

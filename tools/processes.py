@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +47,12 @@ def wait_ok(url: str, process: subprocess.Popen, log_path: Path, timeout: float 
     raise RuntimeError(f"{url} did not answer 200 within {timeout:g}s:\n{log_path.read_text()}")
 
 
-def sender_once(receiver_url: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
-    """`python -m sender --once` against receiver_url: its exit status and output."""
+def sender_once(
+    receiver_url: str, timeout: float = 60, args: Sequence[str] = (), **env: str
+) -> subprocess.CompletedProcess:
+    """`python -m sender --once [args]` against receiver_url: its exit status and output."""
     return subprocess.run(
-        [sys.executable, "-m", "sender", "--once"],
+        [sys.executable, "-m", "sender", "--once", *args],
         cwd=ROOT,
         env={**os.environ, "RECEIVER_URL": receiver_url, **env},
         capture_output=True,
@@ -68,6 +71,7 @@ class Service:
     port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    cpus: set[int] | None = None  # pin the process (and every thread it starts) to these cores
 
     @property
     def url(self) -> str:
@@ -86,9 +90,12 @@ class Service:
             "METRICS_PORT": str(self.metrics_port),
             **self.env,
         }
+        cpus = self.cpus
+        pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=pin,
             )
         return self
 

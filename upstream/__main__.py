@@ -12,7 +12,7 @@ from upstream.settings import Settings
 
 def main() -> None:
     settings = load(Settings, "upstream")
-    logs.setup()
+    logs.setup(settings.log_level)
     metrics.serve(settings.metrics_port, settings.host)
     logging.info(
         "upstream: delay=%gs jitter=±%gs error_rate=%g max_delay=%gs, metrics on :%d",
@@ -20,7 +20,10 @@ def main() -> None:
         settings.upstream_max_delay, settings.metrics_port,
     )
     # No access log: upstream must never be the bottleneck; its metrics tell what it served.
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, print=None)
+    # backlog: a burst of 1,000 connections at once must not overflow the accept queue
+    # (aiohttp's default, 128, drops SYNs that come back a second later).
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, print=None,
+                backlog=4096)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from lab import SEED_BODY
-from upstream.metrics import DURATION, IN_FLIGHT, LOOP_LAG, REQUESTS
+from lab.metrics import CALLER_HEADER
+from upstream.metrics import CALLERS, DURATION, IN_FLIGHT, LOOP_LAG, REQUESTS
 from upstream.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -41,9 +42,12 @@ def parse_delay(raw: str, max_delay: float) -> float:
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
+    caller = request.headers.get(CALLER_HEADER, "other")
+    if caller not in CALLERS:  # bounded: an unknown value is "other", never a new series
+        caller = "other"
     started = time.perf_counter()
     status = 500
-    with IN_FLIGHT:
+    with IN_FLIGHT[caller]:
         try:
             response = await handler(request)
             status = response.status
@@ -52,7 +56,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             status = exc.status
             raise
         finally:
-            REQUESTS.labels(route, str(status)).inc()
+            REQUESTS.labels(route, str(status), caller).inc()
             DURATION.labels(route).observe(time.perf_counter() - started)
 
 

@@ -1,9 +1,14 @@
 from prometheus_client import Counter, Histogram
 
-from lab.metrics import BUCKETS, InFlight, LoopLag
+from lab.metrics import BUCKETS, InFlightBy, LoopLag
+from lab.model import MODES
+
+# caller: the mode of the receiver that called (its X-Lab-Mode header), "other" for anyone
+# else: a closed set, so the compare profile's four receivers split every upstream panel.
+CALLERS = (*MODES, "other")
 
 REQUESTS = Counter(
-    "upstream_http_requests_total", "Requests answered by upstream.", ["route", "status"]
+    "upstream_http_requests_total", "Requests answered by upstream, by the caller's mode.", ["route", "status", "caller"]
 )
 DURATION = Histogram(
     "upstream_http_request_duration_seconds",
@@ -11,8 +16,10 @@ DURATION = Histogram(
     ["route"],
     buckets=BUCKETS,
 )
-IN_FLIGHT = InFlight(
+IN_FLIGHT = InFlightBy(
     "upstream_http_requests_in_flight",
-    "Requests upstream is working on: 1 at a time when the receiver blocks, N when it does not.",
+    "Requests upstream is working on, by the caller's mode: 1 at a time from a receiver that blocks, N from one that does not.",
+    "caller",
+    CALLERS,
 )
 LOOP_LAG = LoopLag("upstream")

@@ -1,0 +1,1 @@
+"""The benchmark: tooling, never part of the lab's images."""

@@ -1,0 +1,231 @@
+"""python -m bench [--quick] [--delay D] [--out DIR] [--receivers URL,...]: measure every mode.
+
+Sweeps the modes over burst sizes (makespan vs N, beside the model) and over offered rates
+(open loop, fractions of each mode's capacity, beside the model replaying the same
+schedule), measures the receiver's pass-through cost against two plain proxies and the
+sender against Locust and a bare aiohttp loop, checks the goals, and writes results.json,
+results.md and PNG charts to --out. Services run on loopback, the server under test on one
+core and the load generators on another; with --receivers the sweeps target those running
+receivers instead (a compose stack: each reports its mode and caps in /info).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from bench import bursts, goals, loadgen, machine, passthrough, rates, report
+from bench.charts import write_charts
+from bench.run import BenchError, Services, services
+from lab import arrivals, model
+from tools.processes import ROOT, get
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    delay: float
+    sizes: tuple[int, ...]
+    max_makespan: float
+    fractions: tuple[float, ...]
+    rate_duration: float
+    passthrough: tuple[float, int]  # seconds per round, rounds
+    loadgen: tuple[float, int]
+
+
+FULL = Profile("full", 1.0, (1, 2, 4, 10, 40, 100, 400, 1000), 120.0, (0.25, 0.5, 0.8, 1.0, 1.25, 2.0), 20.0,
+               (10.0, 3), (5.0, 3))
+# About three minutes: a smoke run that writes every file and reports every goal. Its D is a
+# quarter of the goals' D, its runs short: its verdicts are not the benchmark's.
+QUICK = Profile("quick", 0.25, (1, 2, 10, 100), 30.0, (0.5, 0.8, 2.0), 5.0, (3.0, 1), (3.0, 1))
+CAPS = model.Caps(pool_limit=100, threads=40)  # the receiver's defaults
+ARRIVALS: arrivals.Arrivals = "poisson"  # queueing shows below capacity too; M/D/1 is its reference
+SEED = 1
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the ~3 minute smoke profile (make bench-quick)")
+    parser.add_argument("--delay", type=float, help="upstream delay D in seconds (full: 1, quick: 0.25; the seed's: 10)")
+    parser.add_argument("--max-makespan", type=float, help="skip bursts the model says take longer (full: 120 s)")
+    parser.add_argument("--out", type=Path, help="where results go (default: bench-results/<profile>)")
+    parser.add_argument("--receivers", help="comma-separated URLs of running receivers to sweep instead of local ones")
+    parser.add_argument("--skip", action="append", default=[], choices=["bursts", "rates", "passthrough", "loadgen"],
+                        help="leave a part out (its goals are reported as not measured)")
+    return parser.parse_args()
+
+
+def series(profile: Profile, modes: tuple[model.Mode, ...]) -> list[bursts.Series]:
+    found = [bursts.Series(mode, mode, CAPS, profile.sizes) for mode in modes]
+    if "async" in modes:  # the async-scale goal: N = 1,000 with no connector limit
+        found.append(bursts.Series("async L=0", "async", replace(CAPS, pool_limit=0), (goals.SCALE_N,)))
+    return found
+
+
+class Receivers:
+    """A receiver per mode and caps: local processes started on demand (one at a time), or given URLs."""
+
+    def __init__(self, running: Services, upstream: str | None, urls: dict[tuple[str, model.Caps], str]):
+        self.running = running
+        self.upstream = upstream
+        self.urls = urls
+        self.current: tuple[tuple[str, model.Caps], Any] | None = None
+
+    def url(self, mode: str, caps: model.Caps) -> str:
+        key = (mode, caps)
+        if key in self.urls:
+            return self.urls[key]
+        if self.upstream is None:
+            raise BenchError(f"no receiver given runs {mode} with pool_limit={caps.pool_limit} "
+                             f"threads={caps.threads}; pass one in --receivers or run without it")
+        if self.current and self.current[0] == key:
+            return self.current[1].url
+        if self.current:
+            self.running.stop(self.current[1])
+        receiver = self.running.start("receiver", "server", RECEIVER_MODE=mode, UPSTREAM_URL=self.upstream,
+                                      RECEIVER_POOL_LIMIT=str(caps.pool_limit), RECEIVER_THREADS=str(caps.threads))
+        self.current = (key, receiver)
+        return receiver.url
+
+
+def given(urls: str) -> dict[tuple[str, model.Caps], str]:
+    found = {}
+    for url in (u.strip().rstrip("/") for u in urls.split(",") if u.strip()):
+        try:
+            status, body = get(f"{url}/info", timeout=10)
+        except OSError as exc:
+            raise BenchError(f"{url}/info cannot be reached ({exc}): is the stack up?") from None
+        if status != 200:
+            raise BenchError(f"{url}/info answered {status}: is it the lab's receiver?")
+        info = json.loads(body)
+        found[(info["mode"], model.Caps.from_info(info))] = url
+    return found
+
+
+def estimate(profile: Profile, plan: list, points: list, skip: list[str]) -> float:
+    total = 0.0
+    if "bursts" not in skip:
+        total += bursts.seconds(plan)
+    if "rates" not in skip:
+        total += len(points) * profile.rate_duration
+    if "passthrough" not in skip:
+        total += len(passthrough.CONFIGURATIONS) * profile.passthrough[0] * profile.passthrough[1]
+    if "loadgen" not in skip:
+        total += len(loadgen.TOOLS) * profile.loadgen[0] * profile.loadgen[1]
+    return total
+
+
+def preflight(skip: list[str]) -> None:
+    """Stop before anything runs if a tool is missing, saying how to get it."""
+    if "passthrough" not in skip and shutil.which("wrk") is None:
+        raise BenchError("wrk is not installed: apt-get install wrk (or --skip passthrough)")
+    if "loadgen" not in skip:
+        try:
+            import locust  # noqa: F401
+        except ImportError:
+            raise BenchError("locust is not installed: make bench installs requirements-bench.txt "
+                             "(or --skip loadgen)") from None
+    if machine.cores() and shutil.which("taskset") is None:
+        raise BenchError("taskset is not installed: apt-get install util-linux")
+
+
+def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    profile = QUICK if args.quick else FULL
+    profile = replace(profile, delay=args.delay if args.delay is not None else profile.delay,
+                      max_makespan=args.max_makespan if args.max_makespan is not None else profile.max_makespan)
+    preflight(args.skip)
+    cpus = machine.cores()
+    urls = given(args.receivers) if args.receivers else {}
+    modes = tuple(sorted({mode for mode, _ in urls}, key=model.MODES.index)) if urls else model.MODES
+    plan = bursts.plan(series(profile, modes), profile.delay, profile.max_makespan)
+    points = rates.points(modes, profile.fractions, profile.delay, CAPS)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "version": 1, "profile": profile.name, "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine.describe(),
+        "knobs": {"delay": profile.delay, "modes": list(modes), "burst_sizes": list(profile.sizes),
+                  "max_makespan": profile.max_makespan, "rate_fractions": list(profile.fractions),
+                  "rate_duration": profile.rate_duration, "arrivals": ARRIVALS, "seed": SEED,
+                  "backlog_seconds": rates.BACKLOG_SECONDS, "caps": {"pool_limit": CAPS.pool_limit, "threads": CAPS.threads},
+                  "passthrough": {"seconds": profile.passthrough[0], "rounds": profile.passthrough[1]},
+                  "loadgen": {"seconds": profile.loadgen[0], "rounds": profile.loadgen[1]},
+                  "targets": list(urls.values()) if urls else "local"},
+        "bursts": [], "rates": [], "passthrough": None, "loadgen": None,
+    }
+    pinning = f"server on core {cpus['server'][0]}, load generators and upstream on core {cpus['load'][0]}" if cpus \
+        else "not pinned (fewer than two cores)"
+    console.print(f"[bold]bench[/] profile={profile.name} D={profile.delay:g}s, {pinning}; "
+                  f"about {estimate(profile, plan, points, args.skip) / 60:.0f} min of measuring")
+    load = cpus["load"] if cpus else None
+    with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp, services(Path(tmp), cpus) as running, Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+    ) as progress:
+        bar = progress.add_task("starting", total=estimate(profile, plan, points, args.skip))
+
+        def advance(description: str, seconds: float) -> None:
+            progress.update(bar, description=description, advance=seconds)
+
+        work = Path(tmp)
+        upstream = None if urls else running.start("upstream", "load").url
+        receivers = Receivers(running, upstream, urls)
+        if "bursts" not in args.skip:
+            results["bursts"] = bursts.sweep([s for s in series(profile, modes)], profile.delay, profile.max_makespan,
+                                             lambda s: receivers.url(s.mode, s.caps), work, load, advance)
+        if "rates" not in args.skip:
+            results["rates"] = rates.sweep(points, profile.rate_duration, ARRIVALS, SEED,
+                                           lambda mode: receivers.url(mode, CAPS), work, load, advance)
+        running.stop_all()
+        if "passthrough" not in args.skip:
+            seconds, rounds = profile.passthrough
+            try:
+                results["passthrough"] = passthrough.measure(seconds, rounds, lambda text: advance(text, seconds))
+            except RuntimeError as exc:
+                raise BenchError(f"pass-through: {exc}") from None
+        if "loadgen" not in args.skip:
+            seconds, rounds = profile.loadgen
+            results["loadgen"] = loadgen.measure(running, seconds, rounds, work, advance)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    results["goals"] = goals.check(results)
+    return results
+
+
+def write(results: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "results.md").write_text(report.markdown(results))
+    return [out / "results.json", out / "results.md", *write_charts(results, out)]
+
+
+def main() -> int:
+    args = parse()
+    console = Console()
+    out = args.out or ROOT / "bench-results" / ("quick" if args.quick else "full")
+    try:
+        results = run(args, console)
+    except BenchError as exc:
+        console.print(f"[bold red]bench stopped:[/] {exc}\nNothing was written: a partial table would read as whole.")
+        return 2
+    written = write(results, out)
+    for renderable in report.console_summary(results):
+        console.print(renderable)
+    passed, failed, unmeasured = goals.verdict(results["goals"])
+    console.print(f"goals: {passed} PASS, {failed} FAIL, {unmeasured} not measured; "
+                  f"wrote {', '.join(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in written)}")
+    if results["profile"] == "quick":
+        return 0  # a smoke run: its verdicts are reported, not enforced
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

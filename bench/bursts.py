@@ -1,0 +1,89 @@
+"""The burst sweep: modes × N, each burst's makespan beside the model's (lab/model.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab import model
+from bench.run import BenchError, sender
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line of the makespan chart: a mode with its caps."""
+
+    label: str
+    mode: model.Mode
+    caps: model.Caps
+    sizes: tuple[int, ...]
+
+    def env(self) -> dict[str, str]:
+        return {"RECEIVER_MODE": self.mode, "RECEIVER_POOL_LIMIT": str(self.caps.pool_limit),
+                "RECEIVER_THREADS": str(self.caps.threads)}
+
+
+def plan(series: list[Series], delay: float, max_makespan: float) -> list[tuple[Series, int, float, str | None]]:
+    """(series, N, model makespan, why skipped or None) for every point, in run order."""
+    points = []
+    for s in series:
+        for n in s.sizes:
+            predicted = model.makespan(s.mode, n, delay, s.caps)
+            skip = None if predicted <= max_makespan else f"the model's makespan > --max-makespan {max_makespan:g} s"
+            points.append((s, n, predicted, skip))
+    return points
+
+
+def seconds(points: list[tuple[Series, int, float, str | None]]) -> float:
+    """How long the points that run take, by the model."""
+    return sum(predicted for _, _, predicted, skip in points if skip is None)
+
+
+def measure(receiver: str, s: Series, n: int, delay: float, predicted: float, out: Path,
+            load_cpus: list[int] | None) -> dict[str, Any]:
+    """One burst of n against a running receiver; the row for results["bursts"]."""
+    timeout = min(300.0, predicted * 1.5 + 30)
+    result = sender([receiver], out, load_cpus, timeout=timeout + 60, SENDER_CONCURRENCY=str(n),
+                    SENDER_DELAY=f"{delay:g}", SENDER_TIMEOUT=f"{timeout:g}")
+    (target,) = result["targets"]
+    if target["mode"] != s.mode:
+        raise BenchError(f"{receiver} runs in mode {target['mode']!r}, expected {s.mode!r}")
+    statuses = [r["status"] for r in target["results"]]
+    failed = sum(status != 200 for status in statuses)
+    if failed:
+        raise BenchError(f"{s.label} N={n}: {failed} of {n} requests failed ({sorted(set(map(str, statuses)))}); "
+                         f"see the services' logs")
+    return row(s, n, delay, predicted, status="ok", makespan=target["makespan"],
+               times=sorted(r["seconds"] for r in target["results"]))
+
+
+def row(s: Series, n: int, delay: float, predicted: float, status: str, reason: str | None = None,
+        makespan: float | None = None, times: list[float] | None = None) -> dict[str, Any]:
+    return {
+        "label": s.label, "mode": s.mode, "n": n, "delay": delay,
+        "caps": {"pool_limit": s.caps.pool_limit, "threads": s.caps.threads},
+        "status": status, "reason": reason, "makespan": makespan, "model": predicted,
+        "completion_times": times, "model_times": model.completion_times(s.mode, n, delay, s.caps),
+        "failed": 0,
+    }
+
+
+def sweep(series: list[Series], delay: float, max_makespan: float, receiver_for: Callable[[Series], str],
+          out: Path, load_cpus: list[int] | None, advance: Callable[[str, float], None]) -> list[dict[str, Any]]:
+    """Every point of the plan; receiver_for(series) gives a receiver URL in that mode and caps.
+
+    advance(description, model seconds done) reports progress.
+    """
+    rows = []
+    for s, n, predicted, skip in plan(series, delay, max_makespan):
+        if skip:
+            rows.append(row(s, n, delay, predicted, status="skipped", reason=skip))
+            continue
+        receiver = receiver_for(s)
+        advance(f"burst {s.label} N={n} (model {predicted:g} s)", 0)
+        rows.append(measure(receiver, s, n, delay, predicted, out / f"burst-{s.label}-{n}.json".replace(" ", "_"),
+                            load_cpus))
+        advance(f"burst {s.label} N={n}: {rows[-1]['makespan']:.3f} s", predicted)
+    return rows

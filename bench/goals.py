@@ -1,0 +1,131 @@
+"""The benchmark's goals, checked from its results: PASS, FAIL, or not measured (None).
+
+Every goal is a ratio measured side by side in the same run, never an absolute speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+FIDELITY_SIZES = (1, 2, 10, 100)  # the bursts whose makespan must sit within ±10% of the model
+MAKESPAN_TOLERANCE = 0.10
+CAPACITY_TOLERANCE = 0.10
+P50_TOLERANCE = 0.20
+P50_FRACTIONS = (0.5, 0.8)
+CAPACITY_FRACTION = 2.0  # capacity is what a mode achieves when offered twice as much
+SCALE_N, SCALE_MAX = 1000, 1.5  # async, connector limit ≥ N, D = 1 s: makespan ≤ 1.5 s
+GOAL_DELAY = 1.0
+
+
+@dataclass(frozen=True)
+class Goal:
+    group: str
+    name: str
+    target: str
+    measured: str
+    value: float | None
+    passed: bool | None  # None: not measured in this run
+    detail: str = ""
+
+
+def within(ratio: float, tolerance: float) -> bool:
+    return abs(ratio - 1) <= tolerance + 1e-12
+
+
+def not_measured(group: str, name: str, target: str, why: str) -> Goal:
+    return Goal(group, name, target, "not measured", None, None, why)
+
+
+def fidelity(results: dict[str, Any]) -> Iterator[Goal]:
+    delay = results["knobs"]["delay"]
+    note = "" if delay == GOAL_DELAY else f"at D = {delay:g} s (the goal's D is {GOAL_DELAY:g} s)"
+    bursts = {(b["label"], b["n"]): b for b in results["bursts"]}
+    for mode in results["knobs"]["modes"]:
+        for n in FIDELITY_SIZES:
+            target = f"within ±{MAKESPAN_TOLERANCE:.0%} of the model"
+            name = f"{mode}: makespan, N = {n}"
+            burst = bursts.get((mode, n))
+            if not burst or burst["makespan"] is None:
+                yield not_measured("fidelity", name, target, burst["reason"] if burst else "not in this profile")
+                continue
+            ratio = burst["makespan"] / burst["model"]
+            yield Goal("fidelity", name, target, f"{burst['makespan']:.3f} s vs {burst['model']:.3f} s ({ratio:.3f}×)",
+                       ratio, within(ratio, MAKESPAN_TOLERANCE), note)
+    rates = {(r["mode"], r["fraction"]): r for r in results["rates"]}
+    for mode in results["knobs"]["modes"]:
+        name = f"{mode}: capacity"
+        target = f"within ±{CAPACITY_TOLERANCE:.0%} of the model"
+        top = rates.get((mode, CAPACITY_FRACTION))
+        if not top:
+            yield not_measured("fidelity", name, target, f"no run at {CAPACITY_FRACTION:g}× capacity")
+        else:
+            ratio = top["window_rate"] / top["capacity"]
+            yield Goal("fidelity", name, target,
+                       f"{top['window_rate']:.3g}/s vs {top['capacity']:.3g}/s ({ratio:.3f}×)", ratio,
+                       within(ratio, CAPACITY_TOLERANCE),
+                       f"answers per second over the last two thirds of a run offered {CAPACITY_FRACTION:g}× capacity")
+        for fraction in P50_FRACTIONS:
+            name = f"{mode}: p50 at {fraction:g}× capacity"
+            target = f"within ±{P50_TOLERANCE:.0%} of the model"
+            point = rates.get((mode, fraction))
+            if not point or point["p50"] is None or not point["model"]["p50"]:
+                yield not_measured("fidelity", name, target, "no such run")
+                continue
+            ratio = point["p50"] / point["model"]["p50"]
+            yield Goal("fidelity", name, target, f"{point['p50']:.3f} s vs {point['model']['p50']:.3f} s ({ratio:.3f}×)",
+                       ratio, within(ratio, P50_TOLERANCE), f"{point['arrivals']} arrivals, the model replays the same schedule")
+
+
+def async_scale(results: dict[str, Any]) -> Iterator[Goal]:
+    name = f"async: makespan, N = {SCALE_N:,}, connector limit ≥ N"
+    target = f"≤ {SCALE_MAX:g} s at D = {GOAL_DELAY:g} s"
+    found = [b for b in results["bursts"] if b["mode"] == "async" and b["n"] == SCALE_N and b["makespan"] is not None
+             and (b["caps"]["pool_limit"] == 0 or b["caps"]["pool_limit"] >= SCALE_N)]
+    if not found:
+        yield not_measured("async scale", name, target, "no such burst in this run")
+        return
+    burst = found[0]
+    limit = SCALE_MAX * burst["delay"] / GOAL_DELAY  # the same share of D at another delay
+    yield Goal("async scale", name, target, f"{burst['makespan']:.3f} s (model {burst['model']:.3f} s)",
+               burst["makespan"], burst["makespan"] <= limit,
+               "" if burst["delay"] == GOAL_DELAY else f"at D = {burst['delay']:g} s: ≤ {limit:g} s")
+
+
+def ratio_goal(group: str, name: str, target: str, table: dict[str, Any] | None, numerator: str, denominator: str,
+               minimum: float, why_missing: str) -> Goal:
+    if not table or numerator not in table or denominator not in table:
+        return not_measured(group, name, target, why_missing)
+    top, bottom = table[numerator]["rps"], table[denominator]["rps"]
+    ratio = top / bottom
+    return Goal(group, name, target, f"{top:,.0f} vs {bottom:,.0f} req/s ({ratio:.2f}×)", ratio, ratio >= minimum - 1e-12)
+
+
+def throughput(results: dict[str, Any]) -> Iterator[Goal]:
+    passthrough = (results.get("passthrough") or {}).get("configs")
+    missing = "pass-through not measured in this run"
+    yield ratio_goal("pass-through", "receiver (async, zero delay) vs the plain FastAPI proxy", "≥ 1.00×",
+                     passthrough, "receiver", "FastAPI proxy", 1.0, missing)
+    yield ratio_goal("pass-through", "receiver (async, zero delay) vs the aiohttp.web proxy", "≥ 0.60×",
+                     passthrough, "receiver", "aiohttp.web proxy", 0.6, missing)
+    yield ratio_goal("instrumentation", "receiver with metrics vs without", "≥ 0.95× (metrics cost ≤ 5%)",
+                     passthrough, "receiver", "receiver, metrics off", 0.95, missing)
+    loadgen = (results.get("loadgen") or {}).get("results")
+    missing = "load generators not measured in this run"
+    yield ratio_goal("sender capacity", "sender's top rate vs Locust FastHttpUser", "≥ 1.50×",
+                     loadgen, "sender", "Locust FastHttpUser", 1.5, missing)
+    yield ratio_goal("sender capacity", "sender's top rate vs a bare aiohttp loop", "≥ 0.80×",
+                     loadgen, "sender", "bare aiohttp loop", 0.8, missing)
+
+
+def check(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every goal, in the order the report lists them."""
+    return [asdict(goal) for goal in (*fidelity(results), *async_scale(results), *throughput(results))]
+
+
+def verdict(goals: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """(passed, failed, not measured)."""
+    passed = sum(g["passed"] is True for g in goals)
+    failed = sum(g["passed"] is False for g in goals)
+    return passed, failed, len(goals) - passed - failed

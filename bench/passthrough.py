@@ -1,0 +1,226 @@
+"""Pass-through cost: the receiver against plain proxies, at zero upstream delay, under wrk.
+
+Every configuration serves GET /tasks/task1 by calling upstream's /work (UPSTREAM_DELAY=0):
+what is left is each server's own cost per request. The server under test runs alone on one
+core; upstream and wrk share the other, so the server's core is the bottleneck (each result
+says how busy it was). The configurations run in rounds, each round in a rotated order, and
+each reports the median of its rounds: compare the ratios, measured side by side, not the
+absolute numbers, on a machine where anything else runs.
+
+    python -m bench.passthrough [--duration 5] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tools.processes import Service
+
+# label: (module, environment). Upstream's URL is added to each.
+QUIET = {"RECEIVER_MODE": "async", "LOG_LEVEL": "warning"}  # the receiver as the benchmark runs it
+CONFIGURATIONS: dict[str, tuple[str, dict[str, str]]] = {
+    "receiver": ("receiver", QUIET),
+    "receiver, LOG_LEVEL=info": ("receiver", {**QUIET, "LOG_LEVEL": "info"}),  # the lab's default logging
+    "receiver, metrics off": ("receiver", {**QUIET, "RECEIVER_METRICS": "false"}),
+    "FastAPI proxy": ("bench.references.fastapi_proxy", {}),
+    "aiohttp.web proxy": ("bench.references.aiohttp_proxy", {}),
+}
+REFERENCES = ("FastAPI proxy", "aiohttp.web proxy")
+CONNECTIONS = 64
+PATH = "/tasks/task1"
+WARMUP = 1.0  # seconds of load on each server before the first round: lazy imports done, pools filled
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk_binary() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    return path
+
+
+def wrk_version(wrk: str) -> str:
+    done = subprocess.run([wrk, "-v"], capture_output=True, text=True)  # prints its version, exits 1
+    first = (done.stdout or done.stderr).strip().splitlines()
+    return first[0].split(" [")[0] if first else "unknown"
+
+
+def cores() -> dict[str, int]:
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        raise RuntimeError(f"the pass-through measurement needs 2 cores, this process may use {available}")
+    return {"server": available[0], "load": available[1]}
+
+
+def parse_wrk(output: str) -> dict[str, Any]:
+    """requests/s, p50 and p99 in ms, and every failure wrk counted, from `wrk --latency` output."""
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    done = re.search(r"^\s+(\d+) requests in ", output, re.MULTILINE)
+    if rps is None:
+        raise ValueError(f"no Requests/sec in wrk's output:\n{output}")
+    found = re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)$", output, re.MULTILINE)
+    latency = {percent: float(number) * UNITS[unit] for percent, number, unit in found}
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return {
+        "rps": float(rps[1]),
+        "requests": int(done[1]) if done else 0,
+        "p50_ms": latency.get("50"),
+        "p99_ms": latency.get("99"),
+        "non_2xx": int(non_2xx[1]) if non_2xx else 0,
+        "socket_errors": sum(map(int, errors.groups())) if errors else 0,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(wrk: str, url: str, duration: float, core: int) -> tuple[str, float]:
+    seconds = max(1, round(duration))
+    command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30,
+                          preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout, seconds
+
+
+def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], None] | None = None,
+            configurations: dict[str, tuple[str, dict[str, str]]] | None = None) -> dict[str, Any]:
+    """Run every configuration `rounds` times for `duration` s each, interleaved; medians per configuration.
+
+    Returns {"configs": {label: {"rps", "p50_ms", "p99_ms", "server_cpu" (share of its core the server
+    used), "cpu_us" (its CPU time per request), "rounds": [each round's numbers], "vs": {reference:
+    same-round ratio of req/s}, "vs_cpu": {reference: the same from CPU time per request}}}, "cores":
+    {"server": n, "load": n}, "wrk": version, "duration": s, "rounds": n, "connections": n}.
+    A round with any non-2xx answer or socket error raises RuntimeError: a failing server is an
+    error, never a lower number.
+    """
+    if duration < 1 or rounds < 1:
+        raise ValueError(f"duration must be at least 1 s and rounds at least 1, got {duration:g} s, {rounds}")
+    wrk = wrk_binary()
+    pinned = cores()
+    configurations = configurations or CONFIGURATIONS
+    say = progress or (lambda message: None)
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label in configurations}
+    with tempfile.TemporaryDirectory(prefix="bench-passthrough-") as tmp:
+        upstream = Service("upstream", {"UPSTREAM_DELAY": "0", "LOG_LEVEL": "warning"}, Path(tmp, "upstream.log"),
+                           cpus={pinned["load"]})
+        servers: dict[str, Service] = {}
+        try:
+            upstream.start().wait_healthy()
+            for i, (label, (module, env)) in enumerate(configurations.items()):
+                servers[label] = Service(module, {**env, "UPSTREAM_URL": upstream.url}, Path(tmp, f"server-{i}.log"),
+                                         cpus={pinned["server"]})
+                servers[label].start()
+            for label, server in servers.items():
+                server.wait_healthy()
+                run_wrk(wrk, server.url + PATH, WARMUP, pinned["load"])
+            for r in range(rounds):
+                labels = list(configurations)
+                labels = labels[r % len(labels):] + labels[: r % len(labels)]  # rotate: no fixed position
+                for label in labels:
+                    server = servers[label]
+                    before, started = cpu_seconds(server.process.pid), time.perf_counter()
+                    output, _ = run_wrk(wrk, server.url + PATH, duration, pinned["load"])
+                    used, seconds = cpu_seconds(server.process.pid) - before, time.perf_counter() - started
+                    got = parse_wrk(output)
+                    if got["non_2xx"] or got["socket_errors"] or server.process.poll() is not None:
+                        raise RuntimeError(
+                            f"{label}, round {r + 1}: {got['non_2xx']} non-2xx answers, {got['socket_errors']} "
+                            f"socket errors: the round is invalid\n{output}\n{server.log()[-3000:]}"
+                        )
+                    requests = got["requests"] or 1
+                    results[label].append({**got, "server_cpu": round(used / seconds, 3),
+                                           "cpu_us": round(used / requests * 1e6, 1)})
+                    say(f"round {r + 1}/{rounds}  {label:<26} {got['rps']:>9,.0f} req/s  "
+                        f"p50 {got['p50_ms']:.2f} ms  p99 {got['p99_ms']:.2f} ms  server core {used / seconds:.0%}  "
+                        f"{used / requests * 1e6:.0f} µs CPU/request")
+        finally:
+            for server in servers.values():
+                server.stop()
+            upstream.stop()
+    configs: dict[str, Any] = {
+        label: {
+            "rps": statistics.median(r["rps"] for r in runs),
+            "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+            "server_cpu": statistics.median(r["server_cpu"] for r in runs),
+            "cpu_us": statistics.median(r["cpu_us"] for r in runs),
+            "rounds": runs,
+        }
+        for label, runs in results.items()
+    }
+    for label in configs:
+        configs[label]["vs"] = ratios(configs, label)
+        configs[label]["vs_cpu"] = ratios(configs, label, "cpu_us")
+    report = {"configs": configs, "cores": pinned, "wrk": wrk_version(wrk), "duration": max(1, round(duration)),
+              "rounds": rounds, "connections": CONNECTIONS}
+    return report
+
+
+def ratios(configs: dict[str, Any], label: str, key: str = "rps") -> dict[str, float]:
+    """label against each reference, the median of same-round ratios.
+
+    key "rps": label's req/s as a multiple of the reference's. key "cpu_us": the reference's
+    CPU time per request over label's, the same multiple measured as capacity (it holds
+    even in a round where something else slowed the load core down).
+    """
+    out = {}
+    for reference in REFERENCES:
+        if reference in configs and label in configs:
+            pairs = list(zip(configs[label]["rounds"], configs[reference]["rounds"]))
+            if key == "rps":
+                out[reference] = statistics.median(a["rps"] / b["rps"] for a, b in pairs)
+            else:
+                out[reference] = statistics.median(b["cpu_us"] / a["cpu_us"] for a, b in pairs)
+    return out
+
+
+def table(report: dict[str, Any]) -> str:
+    configs = report["configs"]
+    short = {"FastAPI proxy": "FastAPI", "aiohttp.web proxy": "aiohttp"}
+    head = (f"{'configuration':<26} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'core':>5} {'µs CPU':>7}  "
+            + "  ".join(f"{'× ' + short[r] + ' req/s':>17} {'(CPU)':>6}" for r in REFERENCES))
+    rows = [head, "-" * len(head)]
+    for label, c in configs.items():
+        by_rps, by_cpu = c["vs"], c["vs_cpu"]
+        rows.append(
+            f"{label:<26} {c['rps']:>7,.0f} {c['p50_ms']:>7.2f} {c['p99_ms']:>7.2f} {c['server_cpu']:>5.0%} "
+            f"{c['cpu_us']:>7.0f}  "
+            + "  ".join(f"{by_rps.get(ref, float('nan')):>17.2f} {by_cpu.get(ref, float('nan')):>6.2f}"
+                        for ref in REFERENCES)
+        )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.passthrough", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of wrk per configuration and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows medians")
+    args = parser.parse_args()
+    report = measure(args.duration, args.rounds, progress=print)
+    print(f"\n{report['wrk']}, -t1 -c{report['connections']} -d{report['duration']}s, {report['rounds']} rounds; "
+          f"server on core {report['cores']['server']}, upstream (UPSTREAM_DELAY=0) and wrk on core "
+          f"{report['cores']['load']}; medians; ratios are medians of same-round ratios; "
+          f"core = the server's CPU use (100% = its core saturated); µs CPU = the server's CPU time per "
+          f"request; × = req/s against the reference's, (CPU) = the same from CPU time per request\n")
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()

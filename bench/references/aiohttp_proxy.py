@@ -1,0 +1,38 @@
+"""python -m bench.references.aiohttp_proxy: the same proxy in aiohttp.web (not part of the lab).
+
+What aiohttp's documentation leads to: one ClientSession made in a cleanup context, the
+handler answers upstream's JSON with web.json_response, web.run_app serves it on the loop it
+picks by default (asyncio's), without an access log. No metrics, no logging.
+"""
+
+import os
+
+import aiohttp
+from aiohttp import web
+
+UPSTREAM_URL = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:8001").rstrip("/")
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+
+async def client_session(app: web.Application):
+    async with aiohttp.ClientSession() as session:
+        app[SESSION] = session
+        yield
+
+
+async def task(request: web.Request) -> web.Response:
+    async with request.app[SESSION].get(f"{UPSTREAM_URL}/work") as response:
+        return web.json_response(await response.json())
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+if __name__ == "__main__":
+    app = web.Application()
+    app.cleanup_ctx.append(client_session)
+    app.router.add_get("/tasks/{name}", task)
+    app.router.add_get("/healthz", healthz)
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ["PORT"])
+    web.run_app(app, host=host, port=port, access_log=None, print=None)

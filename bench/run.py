@@ -1,0 +1,72 @@
+"""Start the lab's services for a benchmark step, and run the sender once, pinned to cores."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tools.processes import ROOT, Service
+
+
+class BenchError(RuntimeError):
+    """A step that could not be measured: the benchmark stops and says why."""
+
+
+class Services:
+    """Upstream and receivers as local processes on free loopback ports, all stopped together."""
+
+    def __init__(self, logs: Path, cpus: dict[str, list[int]] | None):
+        self.logs = logs
+        self.cpus = cpus
+        self.started: list[Service] = []
+
+    def start(self, module: str, role: str, **env: str) -> Service:
+        """role: "server" (the core under test) or "load" (upstream and load generators)."""
+        cpus = set(self.cpus[role]) if self.cpus else None
+        name = f"{module.rsplit('.', 1)[-1]}-{len(self.started)}"
+        service = Service(module, {"LOG_LEVEL": "warning", **env}, self.logs / f"{name}.log", cpus=cpus)
+        self.started.append(service)
+        try:
+            return service.start().wait_healthy(timeout=30)
+        except RuntimeError as exc:
+            raise BenchError(f"{module} did not start: {exc}") from None
+
+    def stop(self, service: Service) -> None:
+        service.stop()
+        self.started.remove(service)
+
+    def stop_all(self) -> None:
+        for service in reversed(self.started):
+            service.stop()
+        self.started.clear()
+
+
+@contextmanager
+def services(logs: Path, cpus: dict[str, list[int]] | None) -> Iterator[Services]:
+    running = Services(logs, cpus)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+def sender(receivers: list[str], out: Path, cpus: list[int] | None, timeout: float, **env: str) -> dict[str, Any]:
+    """`python -m sender --once --json out` against the receivers; its JSON, or BenchError."""
+    command = [sys.executable, "-m", "sender", "--once", "--json", str(out)]
+    if cpus:
+        command = ["taskset", "-c", ",".join(map(str, cpus)), *command]
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "warning",
+                   "RECEIVER_URL": ",".join(receivers), **env}
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"the sender did not finish within {timeout:g} s ({env})") from None
+    if not out.exists():
+        raise BenchError(f"the sender wrote no results (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return json.loads(out.read_text())

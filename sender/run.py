@@ -1,0 +1,147 @@
+"""The sender's runs: bursts (SENDER_RATE=0) or open loop, to every target in RECEIVER_URL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+from sender import report
+from sender.burst import predict, run_burst
+from sender.metrics import BURST_SIZE, BURSTS, LOOP_LAG, MAKESPAN, PREDICTED, Rates, publish
+from sender.open_loop import OPEN_LOOP_NAME, WINDOW, OpenLoop, Plan, RateTarget
+from sender.settings import Settings
+from sender.target import Target, session_for
+
+log = logging.getLogger("sender")
+
+
+def prefixes(bases: list[str]) -> list[str]:
+    """What goes before a target's per-request log lines: nothing when there is one target."""
+    return [""] * len(bases) if len(bases) == 1 else [f"[{base}] " for base in bases]
+
+
+async def run_bursts(settings: Settings, once: bool, json_path: Path | None) -> int:
+    n, delay, bases = settings.sender_concurrency, settings.sender_delay, settings.receiver_bases
+    several = len(bases) > 1
+    async with contextlib.AsyncExitStack() as stack:
+        # One session per target, limit n (+1 for /info): the pool never holds a burst back.
+        targets = [
+            Target(base, await stack.enter_async_context(session_for(n, settings.sender_timeout)), prefix)
+            for base, prefix in zip(bases, prefixes(bases))
+        ]
+        rates = Rates()
+        ticker: asyncio.Task | None = None
+        try:
+            number, next_start = 0, time.monotonic()
+            while True:
+                number += 1
+                await asyncio.gather(*(t.refresh_info() for t in targets))
+                if ticker is None:
+                    rates.publish([t.mode for t in targets], n / settings.sender_interval, first=True)
+                    ticker = asyncio.create_task(tick_rates(rates, targets, n / settings.sender_interval))
+                predictions = [predict(t.info, n, delay) for t in targets]
+                start = time.perf_counter()  # every target's burst starts at this same moment
+                bursts = await asyncio.gather(*(
+                    run_burst(t.session, t.base, n, delay, mode=t.mode, start=start, prefix=t.prefix)
+                    for t in targets
+                ))
+                rounds = list(zip(targets, bursts, predictions))
+                for t, burst, prediction in rounds:
+                    BURSTS.labels(t.mode).inc()
+                    log.info(report.summary(number, burst, t.mode, prediction, t.base if several else ""))
+                modes = {t.mode for t in targets}
+                publish(BURST_SIZE, {mode: n for mode in modes})
+                publish(MAKESPAN, {m: max(b.makespan for t, b, _ in rounds if t.mode == m) for m in modes})
+                publish(PREDICTED, {
+                    m: max((p.makespan if p else math.nan) for t, _, p in rounds if t.mode == m) for m in modes
+                })
+                if once:
+                    for t, burst, _ in rounds:
+                        print(f"{t.base}\n{report.timeline(burst)}" if several else report.timeline(burst), flush=True)
+                    if json_path is not None:
+                        write_json(json_path, report.burst_json(rounds, n, delay))
+                    return 1 if any(burst.failures for burst in bursts) else 0
+                if settings.sender_bursts and number >= settings.sender_bursts:
+                    return 0
+                # Bursts never overlap: a late burst pushes the next one back.
+                next_start = max(next_start + settings.sender_interval, time.monotonic())
+                await asyncio.sleep(next_start - time.monotonic())
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+
+
+async def tick_rates(rates: Rates, targets: list[Target], offered_each: float) -> None:
+    while True:
+        await asyncio.sleep(WINDOW)
+        rates.publish([t.mode for t in targets], offered_each)
+
+
+async def run_rate(settings: Settings, once: bool, json_path: Path | None) -> int:
+    plan = Plan.of(settings)
+    bases = settings.receiver_bases
+    async with contextlib.AsyncExitStack() as stack:
+        targets = [
+            RateTarget(
+                base,
+                await stack.enter_async_context(session_for(plan.max_in_flight, plan.timeout)),
+                prefix,
+                settings.request_url(base, OPEN_LOOP_NAME),
+                plan.max_in_flight,
+            )
+            for base, prefix in zip(bases, prefixes(bases))
+        ]
+        log.info(
+            "sender: open loop, %g requests/s to each of %s (%s%s), %s, at most %d in flight each",
+            plan.rate, ", ".join(t.url.human_repr() for t in targets), plan.arrivals,
+            f", seed {plan.seed}" if plan.arrivals == "poisson" else "",
+            f"for {plan.duration:g}s" if plan.duration else "until stopped", plan.max_in_flight,
+        )
+        run = OpenLoop(targets, plan, keep_records=json_path is not None)
+        await run.run()
+        seconds = run.elapsed()
+        for t in targets:
+            log.info(report.final_line(t, plan, seconds))
+        if once:
+            print(report.table(targets, plan), flush=True)
+            if json_path is not None:
+                write_json(json_path, report.rate_json(targets, plan))
+            unreached = [t.base for t in targets if not t.reached]
+            if unreached:
+                log.warning("sender: could not reach %s at all", ", ".join(unreached))
+                return 1
+        return 0
+
+
+def write_json(path: Path, document: dict) -> None:
+    path.write_text(json.dumps(document, separators=(",", ":")) + "\n")
+
+
+async def run(settings: Settings, once: bool, json_path: Path | None = None) -> int:
+    probe = asyncio.create_task(LOOP_LAG.run())
+    try:
+        if settings.open_loop:
+            return await run_rate(settings, once, json_path)
+        return await run_bursts(settings, once, json_path)
+    finally:
+        probe.cancel()
+
+
+async def until_stopped(settings: Settings, once: bool, json_path: Path | None) -> int:
+    """run(), ended cleanly by SIGTERM (docker stop) or SIGINT (Ctrl-C)."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await run(settings, once, json_path)
+    except asyncio.CancelledError:
+        log.info("sender: stopped")
+        return 0
