@@ -69,7 +69,7 @@ def parse() -> argparse.Namespace:
 def series(profile: Profile, modes: tuple[model.Mode, ...]) -> list[bursts.Series]:
     found = [bursts.Series(mode, mode, CAPS, profile.sizes) for mode in modes]
     if "async" in modes:  # the async-scale goal: N = 1,000 with no connector limit
-        found.append(bursts.Series("async L=0", "async", replace(CAPS, pool_limit=0), (goals.SCALE_N,)))
+        found.append(bursts.Series("async L=0", "async", replace(CAPS, pool_limit=0), (goals.SCALE_N,), warm=True))
     return found
 
 

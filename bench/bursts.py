@@ -19,6 +19,7 @@ class Series:
     mode: model.Mode
     caps: model.Caps
     sizes: tuple[int, ...]
+    warm: bool = False  # one unrecorded burst of the same N first: the receiver's pool opened, as in a running lab
 
     def env(self) -> dict[str, str]:
         return {"RECEIVER_MODE": self.mode, "RECEIVER_POOL_LIMIT": str(self.caps.pool_limit),
@@ -62,7 +63,7 @@ def measure(receiver: str, s: Series, n: int, delay: float, predicted: float, ou
 def row(s: Series, n: int, delay: float, predicted: float, status: str, reason: str | None = None,
         makespan: float | None = None, times: list[float] | None = None) -> dict[str, Any]:
     return {
-        "label": s.label, "mode": s.mode, "n": n, "delay": delay,
+        "label": s.label, "mode": s.mode, "n": n, "delay": delay, "warm": s.warm,
         "caps": {"pool_limit": s.caps.pool_limit, "threads": s.caps.threads},
         "status": status, "reason": reason, "makespan": makespan, "model": predicted,
         "completion_times": times, "model_times": model.completion_times(s.mode, n, delay, s.caps),
@@ -83,6 +84,8 @@ def sweep(series: list[Series], delay: float, max_makespan: float, receiver_for:
             continue
         receiver = receiver_for(s)
         advance(f"burst {s.label} N={n} (model {predicted:g} s)", 0)
+        if s.warm:
+            measure(receiver, s, n, delay, predicted, out / f"warm-{s.label}-{n}.json".replace(" ", "_"), load_cpus)
         rows.append(measure(receiver, s, n, delay, predicted, out / f"burst-{s.label}-{n}.json".replace(" ", "_"),
                             load_cpus))
         advance(f"burst {s.label} N={n}: {rows[-1]['makespan']:.3f} s", predicted)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from lab import logs, metrics
+from lab.runtime import tune_gc
 from lab.settings import EXIT_BAD_CONFIG, load
 from sender.run import until_stopped
 from sender.settings import Settings
@@ -50,15 +50,6 @@ def main() -> None:
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         code = runner.run(until_stopped(settings, args.once, args.json))
     raise SystemExit(code)
-
-
-def tune_gc() -> None:
-    """Collect garbage less often. Every request allocates dozens of objects; with the default
-    thresholds the collector runs every few requests and rescans every in-flight request's
-    objects: a quarter of the CPU at 1000 in flight, as measured. Nearly all of them are freed
-    by reference counting anyway. freeze(): never rescan what startup made."""
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -5,6 +5,7 @@ import logging
 from aiohttp import web
 
 from lab import logs, metrics
+from lab.runtime import tune_gc
 from lab.settings import load
 from upstream.app import create_app
 from upstream.settings import Settings
@@ -22,7 +23,9 @@ def main() -> None:
     # No access log: upstream must never be the bottleneck; its metrics tell what it served.
     # backlog: a burst of 1,000 connections at once must not overflow the accept queue
     # (aiohttp's default, 128, drops SYNs that come back a second later).
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None, print=None,
+    app = create_app(settings)
+    tune_gc()
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None,
                 backlog=4096)
 
 
