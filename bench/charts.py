@@ -26,6 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
+from bench.goals import rounds as round_rates  # noqa: E402
 from bench.report import (  # noqa: E402
     LOADGEN_REFERENCES,
     PASSTHROUGH_REFERENCES,
@@ -37,7 +38,6 @@ from bench.report import (  # noqa: E402
     _num,
     _rates_by_mode,
     _relative,
-    _rounds,
     whole_rate,
 )
 
@@ -283,7 +283,7 @@ def _bars_chart(results: dict, path: Path, entries: dict[str, dict], references:
     positions = list(range(len(bars)))
     colors = [REFERENCE_COLOR if label in references else SUBJECT_COLOR for label in labels]
     ax.barh(positions, [rps for _, rps in bars], color=colors, height=0.62)
-    rounds = {label: _rounds(entries[label]) for label in labels}
+    rounds = {label: round_rates(entries[label]) for label in labels}
     for y, label in zip(positions, labels):  # every round as a tick: how much the median hides
         if len(rounds[label]) > 1:
             ax.plot(rounds[label], [y] * len(rounds[label]), linestyle="none", marker="|", markersize=14,

@@ -5,6 +5,7 @@ Every goal is a ratio measured side by side in the same run, never an absolute s
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -95,13 +96,32 @@ def async_scale(results: dict[str, Any]) -> Iterator[Goal]:
                burst["makespan"], burst["makespan"] <= limit, detail)
 
 
+def rounds(entry: dict[str, Any]) -> list[float]:
+    """Each round's req/s (rounds hold numbers, or dicts with "rps")."""
+    values = [r.get("rps") if isinstance(r, dict) else r for r in entry.get("rounds") or []]
+    return [float(v) for v in values if isinstance(v, (int, float))]
+
+
+def relative(table: dict[str, Any], label: str, reference: str) -> float | None:
+    """label's req/s over reference's: the median of same-round ratios when both ran the same
+    rounds (a slow stretch of the machine hits both alike), else the ratio of their medians."""
+    if label not in table or reference not in table:
+        return None
+    mine, theirs = rounds(table[label]), rounds(table[reference])
+    if mine and len(mine) == len(theirs) and all(theirs):
+        return statistics.median(a / b for a, b in zip(mine, theirs))
+    top, bottom = table[label].get("rps"), table[reference].get("rps")
+    return top / bottom if top is not None and bottom else None
+
+
 def ratio_goal(group: str, name: str, target: str, table: dict[str, Any] | None, numerator: str, denominator: str,
                minimum: float, why_missing: str) -> Goal:
-    if not table or numerator not in table or denominator not in table:
+    ratio = relative(table, numerator, denominator) if table else None
+    if ratio is None:
         return not_measured(group, name, target, why_missing)
     top, bottom = table[numerator]["rps"], table[denominator]["rps"]
-    ratio = top / bottom
-    return Goal(group, name, target, f"{top:,.0f} vs {bottom:,.0f} req/s ({ratio:.2f}×)", ratio, ratio >= minimum - 1e-12)
+    return Goal(group, name, target, f"{top:,.0f} vs {bottom:,.0f} req/s ({ratio:.2f}×)", ratio, ratio >= minimum - 1e-12,
+                "the median of same-round ratios" if len(rounds(table[numerator])) > 1 else "")
 
 
 def throughput(results: dict[str, Any]) -> Iterator[Goal]:

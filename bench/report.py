@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.goals import relative
 from lab.model import FORMULAS, MODES
 
 if TYPE_CHECKING:  # rich is a benchmark requirement only: imported where the console needs it
@@ -419,25 +420,9 @@ def _rates_section(results: dict) -> list[str]:
     return out
 
 
-def _rounds(entry: dict) -> list[float]:
-    values = []
-    for r in _list(entry.get("rounds")):
-        value = _num(r.get("rps")) if isinstance(r, dict) else _num(r)
-        if value is not None:
-            values.append(value)
-    return values
-
-
 def _relative(entries: dict[str, dict], label: str, reference: str) -> float | None:
-    """label's req/s over reference's: the median of same-round ratios when both have rounds."""
-    if label not in entries or reference not in entries:
-        return None
-    mine, theirs = _rounds(entries[label]), _rounds(entries[reference])
-    if mine and len(mine) == len(theirs) and all(theirs):
-        pairs = sorted(a / b for a, b in zip(mine, theirs))
-        middle = len(pairs) // 2
-        return pairs[middle] if len(pairs) % 2 else (pairs[middle - 1] + pairs[middle]) / 2
-    return _div(entries[label].get("rps"), entries[reference].get("rps"))
+    """label's req/s over reference's, by the rule the goals use (bench.goals.relative)."""
+    return relative(entries, label, reference)
 
 
 def _entries(block: Any, key: str) -> dict[str, dict]:

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tools.processes import Service, get
+from tools.processes import ROOT, Service, free_port, get
 
 # Set by .ci/run: a check that cannot run here (a missing tool) fails instead of skipping.
 STRICT = os.environ.get("LAB_STRICT") == "1"
+
+
+def run_service(service: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`python -m <service>` with env on free ports, to its end (a bad setting stops it at once)."""
+    ports = {"PORT": str(free_port()), "METRICS_PORT": str(free_port())}
+    return subprocess.run([sys.executable, "-m", service], cwd=ROOT, env={**os.environ, **ports, **env},
+                          capture_output=True, text=True, timeout=30)
 
 
 def require_tool(name: str) -> str:

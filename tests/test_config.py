@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tools.processes import ROOT, free_port, sender_once
+from tests.conftest import run_service as run
+from tools.processes import free_port, sender_once
 
 CASES = [
     # service, variable, value, words the one line must hold (what is allowed)
@@ -45,16 +42,6 @@ CASES = [
 ]
 
 
-def run(service: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    ports = {"PORT": str(free_port()), "METRICS_PORT": str(free_port())}
-    return subprocess.run(
-        [sys.executable, "-m", service],
-        cwd=ROOT,
-        env={**os.environ, **ports, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 @pytest.mark.parametrize("service, variable, bad, allowed", CASES)

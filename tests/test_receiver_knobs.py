@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,8 +10,8 @@ import pytest
 from bench import passthrough
 from lab import SEED_BODY
 from receiver.settings import Settings
-from tests.conftest import scrape
-from tools.processes import ROOT, Service, free_port, get
+from tests.conftest import run_service as run, scrape
+from tools.processes import Service, get
 
 ACCESS_LINE = '"GET /tasks/task1 HTTP/1.1" 200'
 
@@ -75,16 +72,6 @@ def test_log_level_accepts_any_case(monkeypatch):
     assert Settings().log_level == "error"
 
 
-def run(service: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    ports = {"PORT": str(free_port()), "METRICS_PORT": str(free_port())}
-    return subprocess.run(
-        [sys.executable, "-m", service],
-        cwd=ROOT,
-        env={**os.environ, **ports, **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 @pytest.mark.parametrize(

@@ -206,3 +206,12 @@ def test_dashboard_shows_every_part_of_the_story():
                    "sender_burst_predicted_makespan_seconds", "receiver_upstream_call_duration_seconds", "up"]:
         assert metric in exprs, metric
     assert "rate(" in exprs and "$__rate_interval" in exprs
+
+
+def test_readme_links_resolve_in_the_repository():
+    # Relative links (the seed, the code, the benchmark's run) must work from a fresh clone.
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\((?!https?://|#)([^)\s]+)\)", readme)
+    assert "docs/seed.md" in targets
+    missing = [t for t in targets if not (ROOT / t.split("#")[0]).exists()]
+    assert not missing, f"README links to files that are not in the repository: {missing}"
