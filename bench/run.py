@@ -25,11 +25,13 @@ class Services:
         self.logs = logs
         self.cpus = cpus
         self.started: list[Service] = []
+        self.count = 0  # every service a log file of its own, also after others stopped
 
     def start(self, module: str, role: str, **env: str) -> Service:
         """role: "server" (the core under test) or "load" (upstream and load generators)."""
         cpus = set(self.cpus[role]) if self.cpus else None
-        name = f"{module.rsplit('.', 1)[-1]}-{len(self.started)}"
+        self.count += 1
+        name = f"{module.rsplit('.', 1)[-1]}-{self.count}"
         service = Service(module, {"LOG_LEVEL": "warning", **env}, self.logs / f"{name}.log", cpus=cpus)
         self.started.append(service)
         try:

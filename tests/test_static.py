@@ -12,7 +12,7 @@ import yaml
 
 from lab import model
 from tools import dashboard
-from tools.processes import ROOT
+from tools.processes import ROOT, free_port
 from receiver.settings import Settings as ReceiverSettings
 from sender.settings import Settings as SenderSettings
 from tests.conftest import STRICT, require_tool
@@ -215,3 +215,8 @@ def test_readme_links_resolve_in_the_repository():
     assert "docs/seed.md" in targets
     missing = [t for t in targets if not (ROOT / t.split("#")[0]).exists()]
     assert not missing, f"README links to files that are not in the repository: {missing}"
+
+
+def test_free_ports_are_never_handed_out_twice():
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)

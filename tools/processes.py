@@ -17,10 +17,23 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never one this process handed out before.
+
+    The kernel may give a port it just released to the next bind(0), so two calls in a row
+    can return the same port (seen: a receiver's PORT and METRICS_PORT alike).
+    """
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free loopback port that was not handed out already")
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
