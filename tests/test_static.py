@@ -220,3 +220,13 @@ def test_readme_links_resolve_in_the_repository():
 def test_free_ports_are_never_handed_out_twice():
     ports = [free_port() for _ in range(200)]
     assert len(set(ports)) == len(ports)
+
+
+def test_readme_names_only_panels_the_dashboard_has():
+    # The tour quotes panel titles in *italics*: each must be (the start of) a real title.
+    titles = [p["title"] for p in dashboard.build()["panels"] if p["title"]]
+    tour = (ROOT / "README.md").read_text().split("### A tour", 1)[1].split("### Without a registry", 1)[0]
+    quoted = [" ".join(q.split()) for q in re.findall(r"(?<!\*)\*([A-Z][^*]+)\*(?!\*)", tour)]
+    assert quoted, "the tour names no panel"
+    unknown = [q for q in quoted if not any(title.startswith(q) for title in titles)]
+    assert not unknown, f"the README's tour names panels the dashboard does not have: {unknown}"
