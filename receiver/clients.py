@@ -13,7 +13,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from lab.metrics import CALLER_HEADER
-from receiver.metrics import UPSTREAM_CALLS, HistogramChild
+from receiver.metrics import UPSTREAM_CALLS
 from receiver.settings import Settings
 
 
@@ -57,19 +57,6 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
             http.close()
 
 
-# One histogram child per (client, outcome), bound on first use: labels() on every call
-# would cost more than the observation itself.
-_CALLS: dict[tuple[str, str], HistogramChild] = {}
-
-
-def observe(client: str, outcome: str, started: float) -> None:
-    """Record one upstream call into receiver_upstream_call_duration_seconds."""
-    child = _CALLS.get((client, outcome))
-    if child is None:
-        child = _CALLS[client, outcome] = UPSTREAM_CALLS.labels(client, outcome)
-    child.observe(time.perf_counter() - started)
-
-
 def check(status: int, body: bytes) -> None:
     """Map upstream's answer to the receiver's: 4xx passes through, anything else is a 502."""
     if status == 200:
@@ -95,7 +82,7 @@ def call_with_requests(clients: Clients, url: str) -> None:
         outcome = "ok"
     finally:
         if clients.metrics:
-            observe("requests", outcome, started)
+            UPSTREAM_CALLS.labels("requests", outcome).observe(time.perf_counter() - started)
 
 
 async def call_with_aiohttp(clients: Clients, url: str) -> None:
@@ -115,4 +102,4 @@ async def call_with_aiohttp(clients: Clients, url: str) -> None:
         outcome = "ok"
     finally:
         if clients.metrics:
-            observe("aiohttp", outcome, started)
+            UPSTREAM_CALLS.labels("aiohttp", outcome).observe(time.perf_counter() - started)

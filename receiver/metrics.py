@@ -64,16 +64,20 @@ class _Labelled(Collector):
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self._children: dict[tuple[str, ...], CounterChild | HistogramChild] = {}
+        # The same children by the values as callers pass them (a status as an int, say):
+        # labels() on the hot path is one dict lookup, with no str() and no tuple of strings.
+        self._given: dict[tuple[object, ...], CounterChild | HistogramChild] = {}
         self._lock = threading.Lock()
         registry.register(self)
 
-    def _child(self, values: tuple[str, ...], make):  # noqa: ANN001, ANN202
-        child = self._children.get(values)
+    def _child(self, given: tuple[object, ...], make):  # noqa: ANN001, ANN202
+        child = self._given.get(given)
         if child is None:
+            values = tuple(map(str, given))
             if len(values) != len(self.labelnames):
                 raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
             with self._lock:
-                child = self._children.setdefault(values, make())
+                child = self._given[given] = self._children.setdefault(values, make())
         return child
 
     def _items(self) -> list[tuple[tuple[str, ...], CounterChild | HistogramChild]]:
@@ -88,7 +92,7 @@ class LabelledCounter(_Labelled):
         super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
 
     def labels(self, *values: object) -> CounterChild:
-        return self._child(tuple(map(str, values)), CounterChild)
+        return self._child(values, CounterChild)
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -107,7 +111,7 @@ class LabelledHistogram(_Labelled):
         self._les = [floatToGoString(b) for b in self.bounds]
 
     def labels(self, *values: object) -> HistogramChild:
-        return self._child(tuple(map(str, values)), lambda: HistogramChild(self.bounds))
+        return self._child(values, lambda: HistogramChild(self.bounds))
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
