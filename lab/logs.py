@@ -60,5 +60,3 @@ def uvicorn_log_config(level: str = "info") -> dict[str, Any]:
         },
     }
 
-
-UVICORN_LOG_CONFIG: dict[str, Any] = uvicorn_log_config("info")
