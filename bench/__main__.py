@@ -136,8 +136,6 @@ def preflight(skip: list[str]) -> None:
         except ImportError:
             raise BenchError("locust is not installed: make bench installs requirements-bench.txt "
                              "(or --skip loadgen)") from None
-    if machine.cores() and shutil.which("taskset") is None:
-        raise BenchError("taskset is not installed: apt-get install util-linux")
 
 
 def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
-from bench.goals import rounds as round_rates  # noqa: E402
+from bench.goals import relative, rounds as round_rates  # noqa: E402
 from bench.report import (  # noqa: E402
     LOADGEN_REFERENCES,
     PASSTHROUGH_REFERENCES,
@@ -37,7 +37,6 @@ from bench.report import (  # noqa: E402
     _g,
     _num,
     _rates_by_mode,
-    _relative,
     whole_rate,
 )
 
@@ -293,9 +292,9 @@ def _bars_chart(results: dict, path: Path, entries: dict[str, dict], references:
     reference = next((r for r in references if r in entries), None)
     for y, (label, rps), end in zip(positions, bars, ends):
         note = whole_rate(rps)
-        relative = _relative(entries, label, reference) if reference and label != reference else None
-        if relative is not None:
-            note += f"   {relative:.2f}× {reference}"
+        times = relative(entries, label, reference) if reference and label != reference else None
+        if times is not None:
+            note += f"   {times:.2f}× {reference}"
         ax.text(end + top * 0.015, y, note, va="center", fontsize=10)
     ax.set_yticks(positions, labels)
     for tick, color in zip(ax.get_yticklabels(), colors):

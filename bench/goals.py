@@ -96,21 +96,21 @@ def async_scale(results: dict[str, Any]) -> Iterator[Goal]:
                burst["makespan"], burst["makespan"] <= limit, detail)
 
 
-def rounds(entry: dict[str, Any]) -> list[float]:
-    """Each round's req/s (rounds hold numbers, or dicts with "rps")."""
-    values = [r.get("rps") if isinstance(r, dict) else r for r in entry.get("rounds") or []]
+def rounds(entry: dict[str, Any], key: str = "rps") -> list[float]:
+    """Each round's `key` (req/s by default; rounds hold numbers, or dicts with the key)."""
+    values = [r.get(key) if isinstance(r, dict) else r for r in entry.get("rounds") or []]
     return [float(v) for v in values if isinstance(v, (int, float))]
 
 
-def relative(table: dict[str, Any], label: str, reference: str) -> float | None:
-    """label's req/s over reference's: the median of same-round ratios when both ran the same
+def relative(table: dict[str, Any], label: str, reference: str, key: str = "rps") -> float | None:
+    """label's `key` over reference's: the median of same-round ratios when both ran the same
     rounds (a slow stretch of the machine hits both alike), else the ratio of their medians."""
     if label not in table or reference not in table:
         return None
-    mine, theirs = rounds(table[label]), rounds(table[reference])
+    mine, theirs = rounds(table[label], key), rounds(table[reference], key)
     if mine and len(mine) == len(theirs) and all(theirs):
         return statistics.median(a / b for a, b in zip(mine, theirs))
-    top, bottom = table[label].get("rps"), table[reference].get("rps")
+    top, bottom = table[label].get(key), table[reference].get(key)
     return top / bottom if top is not None and bottom else None
 
 

@@ -16,21 +16,16 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.run import BenchError, Services, sender
-from tools.processes import ROOT
+from tools.processes import ROOT, pinned_to
 
 CONNECTIONS = 64
 PATH = "/tasks/task1"  # what the sender asks for in open loop is the same route
 TOOLS = ("sender", "Locust FastHttpUser", "bare aiohttp loop", "bare aiohttp loop, asyncio's loop")
-
-
-def pinned(command: list[str], cpus: list[int] | None) -> list[str]:
-    return ["taskset", "-c", ",".join(map(str, cpus)), *command] if cpus else command
 
 
 def run_sender(url: str, seconds: float, cpus: list[int] | None, out: Path) -> float:
@@ -42,11 +37,11 @@ def run_sender(url: str, seconds: float, cpus: list[int] | None, out: Path) -> f
 
 def run_locust(url: str, seconds: float, cpus: list[int] | None, out: Path) -> float:
     prefix = out.with_suffix("")
-    command = pinned([sys.executable, "-m", "locust", "-f", str(ROOT / "bench/locustfile.py"), "--headless",
-                      "-u", str(CONNECTIONS), "-r", str(CONNECTIONS), "-t", f"{seconds:g}s", "--host", url,
-                      "--only-summary", "--csv", str(prefix), "--loglevel", "WARNING"], cpus)
+    command = [sys.executable, "-m", "locust", "-f", str(ROOT / "bench/locustfile.py"), "--headless",
+               "-u", str(CONNECTIONS), "-r", str(CONNECTIONS), "-t", f"{seconds:g}s", "--host", url,
+               "--only-summary", "--csv", str(prefix), "--loglevel", "WARNING"]
     done = subprocess.run(command, cwd=ROOT, env={**os.environ, "BENCH_PATH": PATH}, capture_output=True,
-                          text=True, timeout=seconds + 60)
+                          text=True, timeout=seconds + 60, preexec_fn=pinned_to(cpus))
     stats = Path(f"{prefix}_stats.csv")
     if not stats.exists():
         raise BenchError(f"locust wrote no statistics (exit {done.returncode}):\n{done.stderr[-2000:]}")
@@ -58,8 +53,9 @@ def run_locust(url: str, seconds: float, cpus: list[int] | None, out: Path) -> f
 
 
 def run_bare(url: str, seconds: float, cpus: list[int] | None, out: Path, loop: str = "uvloop") -> float:
-    command = pinned([sys.executable, "-m", "bench.bare_loop", url + PATH, f"{seconds:g}", str(CONNECTIONS), loop], cpus)
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60)
+    command = [sys.executable, "-m", "bench.bare_loop", url + PATH, f"{seconds:g}", str(CONNECTIONS), loop]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=seconds + 60,
+                          preexec_fn=pinned_to(cpus))
     if done.returncode:
         raise BenchError(f"the bare aiohttp loop failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.strip())

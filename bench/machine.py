@@ -42,8 +42,9 @@ def version(package: str) -> str | None:
 def wrk_version() -> str | None:
     if shutil.which("wrk") is None:
         return None
-    out = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
-    return (out.stdout or out.stderr).splitlines()[0].strip() if (out.stdout or out.stderr) else "wrk"
+    out = subprocess.run(["wrk", "--version"], capture_output=True, text=True)  # prints its version, exits 1
+    first = (out.stdout or out.stderr).strip().splitlines()
+    return first[0].split(" [")[0] if first else "wrk"
 
 
 def git_commit() -> str | None:

@@ -24,7 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tools.processes import Service
+from bench import machine
+from bench.goals import relative
+from tools.processes import Service, pinned_to
 
 # label: (module, environment). Upstream's URL is added to each.
 QUIET = {"RECEIVER_MODE": "async", "LOG_LEVEL": "warning"}  # the receiver as the benchmark runs it
@@ -50,17 +52,12 @@ def wrk_binary() -> str:
     return path
 
 
-def wrk_version(wrk: str) -> str:
-    done = subprocess.run([wrk, "-v"], capture_output=True, text=True)  # prints its version, exits 1
-    first = (done.stdout or done.stderr).strip().splitlines()
-    return first[0].split(" [")[0] if first else "unknown"
-
-
 def cores() -> dict[str, int]:
-    available = sorted(os.sched_getaffinity(0))
-    if len(available) < 2:
-        raise RuntimeError(f"the pass-through measurement needs 2 cores, this process may use {available}")
-    return {"server": available[0], "load": available[1]}
+    """machine.cores()'s choice, one core each: the server's and the load's."""
+    pinning = machine.cores()
+    if pinning is None:
+        raise RuntimeError(f"the pass-through measurement needs 2 cores, this process may use {sorted(os.sched_getaffinity(0))}")
+    return {role: found[0] for role, found in pinning.items()}
 
 
 def parse_wrk(output: str) -> dict[str, Any]:
@@ -92,8 +89,7 @@ def cpu_seconds(pid: int) -> float:
 def run_wrk(wrk: str, url: str, duration: float, core: int) -> tuple[str, float]:
     seconds = max(1, round(duration))
     command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30,
-                          preexec_fn=lambda: os.sched_setaffinity(0, {core}))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, preexec_fn=pinned_to({core}))
     if done.returncode:
         raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
     return done.stdout, seconds
@@ -168,7 +164,7 @@ def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], No
     for label in configs:
         configs[label]["vs"] = ratios(configs, label)
         configs[label]["vs_cpu"] = ratios(configs, label, "cpu_us")
-    report = {"configs": configs, "cores": pinned, "wrk": wrk_version(wrk), "duration": max(1, round(duration)),
+    report = {"configs": configs, "cores": pinned, "wrk": machine.wrk_version(), "duration": max(1, round(duration)),
               "rounds": rounds, "connections": CONNECTIONS}
     return report
 
@@ -183,11 +179,8 @@ def ratios(configs: dict[str, Any], label: str, key: str = "rps") -> dict[str, f
     out = {}
     for reference in REFERENCES:
         if reference in configs and label in configs:
-            pairs = list(zip(configs[label]["rounds"], configs[reference]["rounds"]))
-            if key == "rps":
-                out[reference] = statistics.median(a["rps"] / b["rps"] for a, b in pairs)
-            else:
-                out[reference] = statistics.median(b["cpu_us"] / a["cpu_us"] for a, b in pairs)
+            out[reference] = (relative(configs, label, reference) if key == "rps"
+                              else relative(configs, reference, label, key))  # CPU per request: less is faster
     return out
 
 

@@ -420,11 +420,6 @@ def _rates_section(results: dict) -> list[str]:
     return out
 
 
-def _relative(entries: dict[str, dict], label: str, reference: str) -> float | None:
-    """label's req/s over reference's, by the rule the goals use (bench.goals.relative)."""
-    return relative(entries, label, reference)
-
-
 def _entries(block: Any, key: str) -> dict[str, dict]:
     return {str(k): v for k, v in _dict(_dict(block).get(key)).items() if isinstance(v, dict)}
 
@@ -455,7 +450,7 @@ def _passthrough_section(results: dict, charts: dict[str, str]) -> list[str]:
     headers += ["server core busy"] if has_cpu else []
     rows = []
     for label, c in configs.items():
-        row = [label, whole_rate(c.get("rps")), *(ratio(_relative(configs, label, r)) for r in references),
+        row = [label, whole_rate(c.get("rps")), *(ratio(relative(configs, label, r)) for r in references),
                millis(c.get("p50_ms")), millis(c.get("p99_ms"))]
         rows.append(row + ([percent(c.get("server_cpu"))] if has_cpu else []))
     out += [about, "", _table(headers, rows, right=range(1, len(headers))), ""]
@@ -477,7 +472,7 @@ def _loadgen_section(results: dict, charts: dict[str, str]) -> list[str]:
     about += (" " + " ".join(details) if details else "") + ": the sender must never be the bottleneck."
     references = [r for r in LOADGEN_REFERENCES if r in tools]
     headers = ["tool", "req/s", *(f"× {r}" for r in references)]
-    rows = [[label, whole_rate(t.get("rps")), *(ratio(_relative(tools, label, r)) for r in references)]
+    rows = [[label, whole_rate(t.get("rps")), *(ratio(relative(tools, label, r)) for r in references)]
             for label, t in tools.items()]
     out += [about, "", _table(headers, rows, right=range(1, len(headers))), ""]
     return out + _chart(charts, "loadgen.png", "requests per second per load generator")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tools.processes import ROOT, Service
+from tools.processes import Service, sender_once
 
 
 class BenchError(RuntimeError):
@@ -60,13 +58,9 @@ def services(logs: Path, cpus: dict[str, list[int]] | None) -> Iterator[Services
 
 def sender(receivers: list[str], out: Path, cpus: list[int] | None, timeout: float, **env: str) -> dict[str, Any]:
     """`python -m sender --once --json out` against the receivers; its JSON, or BenchError."""
-    command = [sys.executable, "-m", "sender", "--once", "--json", str(out)]
-    if cpus:
-        command = ["taskset", "-c", ",".join(map(str, cpus)), *command]
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "warning",
-                   "RECEIVER_URL": ",".join(receivers), **env}
     try:
-        done = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout)
+        done = sender_once(",".join(receivers), timeout=timeout, args=("--json", str(out)), cpus=cpus,
+                           **{"PYTHONUNBUFFERED": "1", "LOG_LEVEL": "warning", **env})
     except subprocess.TimeoutExpired:
         raise BenchError(f"the sender did not finish within {timeout:g} s ({env})") from None
     if not out.exists():

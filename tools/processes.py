@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +34,14 @@ def free_port() -> int:
             _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free loopback port that was not handed out already")
+
+
+def pinned_to(cpus: Iterable[int] | None) -> Callable[[], None] | None:
+    """A preexec_fn that pins the child (and every thread it starts) to these cores; None: no pinning."""
+    if not cpus:
+        return None
+    cores = set(cpus)
+    return lambda: os.sched_setaffinity(0, cores)
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -61,7 +69,7 @@ def wait_ok(url: str, process: subprocess.Popen, log_path: Path, timeout: float 
 
 
 def sender_once(
-    receiver_url: str, timeout: float = 60, args: Sequence[str] = (), **env: str
+    receiver_url: str, timeout: float = 60, args: Sequence[str] = (), cpus: Iterable[int] | None = None, **env: str
 ) -> subprocess.CompletedProcess:
     """`python -m sender --once [args]` against receiver_url: its exit status and output."""
     return subprocess.run(
@@ -71,6 +79,7 @@ def sender_once(
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=pinned_to(cpus),
     )
 
 
@@ -103,12 +112,10 @@ class Service:
             "METRICS_PORT": str(self.metrics_port),
             **self.env,
         }
-        cpus = self.cpus
-        pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=pin,
+                preexec_fn=pinned_to(self.cpus),
             )
         return self
 
