@@ -20,9 +20,10 @@ The makespan (first send to last answer) is t_N. L = 0 means "no connector limit
 (aiohttp's meaning of limit=0). Per-request overheads (parsing, logging, loopback round
 trips: about a millisecond each) are left out.
 
-Beyond bursts, the same rules as a simulation (simulate(), lab/simulate.py: any arrival
-times, an open-loop sender's in-flight cap) and the steady state at an offered rate λ
-(steady_state(), capacity(), the queueing formulas): see the second half of this module.
+Beyond bursts, the same rules as a simulation of the event loop turn by turn (simulate(),
+lab/simulate.py: any arrival times, an open-loop sender's in-flight cap) and the steady
+state at an offered rate λ (steady_state(), capacity(), the queueing formulas): see the
+second half of this module.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Literal, get_args
 
 from lab import arrivals as schedules
 from lab.arrivals import Arrivals
-from lab.simulate import simulate  # re-exported: lab.model is the public API
+from lab.simulate import KEEP_ALIVE, simulate  # re-exported: lab.model is the public API
 
 Mode = Literal["sync", "async", "mixed", "threaded"]
 MODES: tuple[Mode, ...] = get_args(Mode)
@@ -365,10 +366,12 @@ def steady_state(
     k = ⌈λD/(1-λD)⌉ (needs k ≤ L: mixed's capacity) and the latency at up to
     (k+1)·D: 3D at λD = 0.6, 5D at 0.8, 10D at 0.9 (constant_latency()).
 
-    Below capacity, Poisson arrivals: queueing even below capacity. sync is exactly
-    M/D/1 (FIFO, one server, service D): latency = D + W, P(W ≤ t) by Erlang/Crommelin
-    (md1_wait_cdf, md1_wait_quantile), mean W = ρD/(2(1-ρ)) (Pollaczek–Khinchine,
-    md1_mean_wait). async and threaded are M/D/c with c = L or T: mean W by Cosmetatos'
+    Below capacity, Poisson arrivals: queueing even below capacity. sync is M/D/1 (one
+    server, service D): latency = D + W, mean W = ρD/(2(1-ρ)) (Pollaczek–Khinchine,
+    md1_mean_wait). It is FIFO, and P(W ≤ t) is Erlang/Crommelin's (md1_wait_cdf,
+    md1_wait_quantile), while every request comes on a connection kept open; a request
+    that needs a new one takes a loop turn more and is overtaken (lab/simulate.py): the
+    same mean, a longer tail, which the simulation gives. async and threaded are M/D/c with c = L or T: mean W by Cosmetatos'
     correction of half the M/M/c (Erlang C) wait (mdc_mean_wait): 0.009·D for c = 40 and
     0.0006·D for c = 100 at ρ = 0.8, 1e-6·D at ρ = 0.5: latency ≈ D, though a run's p99
     shows some queueing near ρ = 0.8. mixed has no closed form (reads and continuations

@@ -1,43 +1,53 @@
-"""The receiver as a discrete-event simulation: the burst model's rules, for any arrival times.
+"""The receiver as a discrete-event simulation: its event loop turn by turn, for any arrival times.
 
-lab.model re-exports `simulate`; use it from there. The rules are the ones lab/model.py
-states for a burst, made explicit so that they also say what happens when requests
-arrive one by one:
+lab.model re-exports `simulate`; use it from there. The rules are the burst model's
+(lab/model.py), made explicit so that they also say what happens when requests arrive one
+by one, while the loop may be blocked:
 
-- One event loop runs ready steps one at a time, first ready first run. A step is either
-  instant or blocks the loop for D (a requests call inside async def).
-- A request arrives at its intended send time; its first step becomes ready then.
+- The event loop goes in turns (uvloop's, like asyncio's): it runs the callbacks that
+  were ready when the turn began, one after another; then it polls the sockets and runs
+  what they have for it. A callback scheduled during a turn runs in the next one. A
+  callback is instant, or blocks the whole loop for D (a requests call inside async def).
+- A request's bytes are noticed at the first poll after its send time; its handler starts
+  in the next turn. On a new connection it takes one turn more: the poll accepts the
+  connection, the next turn starts reading it, the poll after that finds the request.
+- The sender (aiohttp) reuses the connection that was freed last, if the receiver has not
+  closed it: uvicorn closes a connection idle for KEEP_ALIVE seconds. So a request opens
+  a new connection when more are in flight than ever were in the last KEEP_ALIVE seconds,
+  as at the start of a burst or after a quiet spell.
 - An aiohttp call needs one of L connector slots (none if L = 0). It runs D off the loop;
-  then its continuation becomes ready. The slot is released when the loop runs that
-  continuation: that hands it to the first waiter (FIFO), whose step becomes ready at that
-  moment, and whose call starts when the loop runs that step.
-- A threaded call goes to a pool of T threads (FIFO queue), runs D, and its continuation
-  becomes ready on the loop.
-- A request is answered when the loop finishes its last step.
-- Modes: sync = one blocking step. async = start the call; continuation: release, answer.
-  mixed = start the call; continuation: release, then block D, answer. threaded = hand
-  the call to the pool; continuation: answer.
+  its answer is noticed at a poll; its handler continues in the next turn. The slot is
+  released there: that hands it to the first waiter (FIFO), whose call starts in the turn
+  after. Upstream connections are taken to be open already (they are pooled and kept).
+- A threaded call goes to a pool of T threads (FIFO queue), runs D, and its handler
+  continues in a later turn.
+- A request is answered when its handler finishes (the answer is written at once).
+- Modes: sync = one blocking step. async = start the call; then release, answer.
+  mixed = start the call; then release, block D, answer. threaded = hand the call to the
+  pool; then answer.
 - An open-loop sender with an in-flight cap M drops a request whose send time comes while
   M of its requests are unanswered (an answer at that very instant counts as answered).
-  A dropped request never reaches the receiver.
+  A dropped request never reaches the receiver. The sender's own /info reads are left out.
 
-Ties. "First ready first run" needs an order among steps that become ready at the same
-instant, and the burst model fixes which one: requests that are sent "at once" are really
-sent one after another, a hair apart, and everything a request causes inherits its hair.
-So every moment is a pair (t, e): t in seconds and e an infinitesimal tag. Request i
-arrives at (a_i, i) (i = position in arrival order); the loop's clock is a pair; a step
-runs at max(clock, ready); a blocking step moves the clock to (t + D, e); a call started
-at (t, e) ends at (t + D, e); a waiter woken at (t, e) is ready at (t, e). Equal pairs go
-by request order. With it, when two aiohttp answers arrive "together" in a mixed burst,
-the waiter that the first one's continuation wakes runs right after that continuation's
-blocking call, before the second continuation: exactly the model's a_k = t_(k-L) + D.
-(Breaking ties by request order alone would run the second continuation first, and
-give 2, 3, 5, 6 instead of 2, 3, 4, 5 times D for N = 4, L = 2.)
+What the turns change, next to a loop that runs each step the moment it is ready: a
+request that arrives while a blocking call runs waits for the whole turn that call is in,
+and one more turn if it came on a new connection; each may hold more blocking calls. For
+bursts nothing changes (the loop is idle while a burst is read), and the simulation gives
+every burst formula exactly. For mixed under a steady rate it is what the measurements
+show: a new connection costs its request one more D now and then (README, "mixed").
+
+Ties. Requests sent "at once" are really sent one after another, a hair apart, and
+everything a request causes inherits its hair. So every moment is a pair (t, e): t in
+seconds and e an infinitesimal tag. Request i arrives at (a_i, i) (i = position in arrival
+order); the loop's clock is a pair; a blocking call moves the clock from (t, e) to
+(t + D, e); a call started at (t, e) ends at (t + D, e); a poll finds what happened at or
+before the clock, in order of the pairs (equal pairs in the order they were caused). With
+it, when two aiohttp answers arrive "together" in a mixed burst, the first one's
+continuation runs (and blocks) before the poll finds the second answer, so the waiter it
+woke starts its call first: exactly the model's a_k = t_(k-L) + D.
 
 The simulation runs in units of D (arrival times divided by D), so that a burst's times
-are small integers and its ties are exact for any D; latencies are scaled back. Each
-request costs a few heap operations on small tuples: about a million arrivals per second
-(100k Poisson arrivals in 0.04-0.1 s, any mode, L = 100, T = 40).
+are small integers and its ties are exact for any D; latencies are scaled back.
 """
 
 from __future__ import annotations
@@ -51,9 +61,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lab.model import Caps, Mode
 
-# What a queued loop step does (the last field of a heap entry).
-_CONTINUE = 0  # an upstream call (aiohttp or thread) is done: the request's next step
-_START = 1  # a woken connector waiter: start its aiohttp call with the slot it was handed
+# uvicorn's timeout_keep_alive, which the receiver sets: a connection idle this long is closed.
+KEEP_ALIVE = 5.0
+
+# Callbacks a turn runs (the second field of a queued callback).
+_START = 0  # the request's handler begins
+_READ = 1  # a new connection was accepted: start reading it (the request is found at the next poll)
+_CONTINUE = 2  # an upstream call (aiohttp or thread) is done: the handler goes on
+_GO = 3  # a woken connector waiter: start its aiohttp call with the slot it was handed
+
+# What a poll can find (the last field of an event), besides the sender's requests.
+_DATA = 0  # the request on a connection accepted earlier: its handler starts next turn
+_ANSWER = 1  # an upstream call's answer (or a thread's result): its handler goes on next turn
 
 
 def simulate(
@@ -62,12 +81,14 @@ def simulate(
     delay: float,
     caps: Caps,
     max_in_flight: int | None = None,
+    keep_alive: float = KEEP_ALIVE,
 ) -> list[float | None]:
     """Latency of each request, in arrival-list order, from its arrival to its answer.
 
     `arrivals` are intended send times in seconds (any order; equal times go in list
     order). None marks a request the sender dropped (max_in_flight of its requests were
     unanswered at its send time); max_in_flight=None: the sender never drops.
+    `keep_alive`: seconds the receiver keeps an idle connection (math.inf: for ever).
     """
     if delay < 0:
         raise ValueError(f"delay is at least 0 seconds, got {delay!r}")
@@ -82,7 +103,7 @@ def simulate(
     if any(arrivals[i] > arrivals[i + 1] for i in range(n - 1)):
         order.sort(key=arrivals.__getitem__)  # stable: equal times keep list order
     scaled = [arrivals[i] / delay for i in order]
-    answers = _run(mode, scaled, caps.pool_limit, caps.threads, max_in_flight)
+    answers = _run(mode, scaled, caps.pool_limit, caps.threads, max_in_flight, keep_alive / delay)
     latencies: list[float | None] = [None] * n
     for position, i in enumerate(order):
         answer = answers[position]
@@ -92,7 +113,7 @@ def simulate(
 
 
 def _run(
-    mode: str, arrivals: list[float], limit: int, threads: int, max_in_flight: int | None
+    mode: str, arrivals: list[float], limit: int, threads: int, max_in_flight: int | None, keep_alive: float
 ) -> list[float | None]:
     """Answer times (in units of D, D = 1) of requests sorted by arrival; None = dropped."""
     if mode not in ("sync", "async", "mixed", "threaded"):
@@ -105,8 +126,10 @@ def _run(
     seen = 0  # how many of `answered` are at or before the current send time
     sent = 0
     cap = n + 1 if max_in_flight is None else max_in_flight
-    heap: list[tuple[float, int, int, int]] = []  # loop steps: (t, e, request, what)
-    push, pop = heapq.heappush, heapq.heappop
+    idle: list[float] = []  # the sender's open connections, by when they were freed: last = newest
+    events: list[tuple[float, int, int, int, int]] = []  # what polls find: (t, e, order, request, what)
+    caused = 0  # tie-break among events at the same (t, e): the order they were caused in
+    turn: list[tuple[int, int]] = []  # callbacks for the next turn: (request, what)
     waiters: deque[int] = deque()  # connector waiters, FIFO
     busy = 0  # connector slots held
     unlimited = limit <= 0
@@ -115,51 +138,76 @@ def _run(
     t = -math.inf  # the loop's clock (t, e)
     e = -1
     i = 0
-    while i < n or heap:
-        if heap and (i == n or heap[0][0] <= arrivals[i]):
-            # A continuation or a woken waiter (its tag is below i's: it wins a tie in t).
-            t_ready, e_ready, r, what = pop(heap)
-            if t_ready > t or (t_ready == t and e_ready > e):
-                t, e = t_ready, e_ready
+    while True:
+        current, turn = turn, []
+        for r, what in current:
             if what == _START:
-                push(heap, (t + 1.0, e, r, _CONTINUE))
-                continue
-            if mode == "threaded":
+                if mode == "sync":
+                    t += 1.0  # the requests call: the loop is blocked for D
+                    answer[r] = t
+                    answered.append(t)
+                elif mode == "threaded":
+                    free_t, free_e = pool[0]
+                    start_t, start_e = (t, e) if (t > free_t or (t == free_t and e > free_e)) else (free_t, free_e)
+                    heapq.heapreplace(pool, (start_t + 1.0, start_e))
+                    caused += 1
+                    heapq.heappush(events, (start_t + 1.0, start_e, caused, r, _ANSWER))
+                elif unlimited or busy < limit:
+                    busy += 1
+                    caused += 1
+                    heapq.heappush(events, (t + 1.0, e, caused, r, _ANSWER))
+                else:
+                    waiters.append(r)
+            elif what == _GO:
+                caused += 1
+                heapq.heappush(events, (t + 1.0, e, caused, r, _ANSWER))
+            elif what == _READ:
+                caused += 1
+                heapq.heappush(events, (t, e, caused, r, _DATA))  # already there: the next poll finds it
+            else:  # _CONTINUE
+                if mode != "threaded":  # async, mixed: release the slot, handing it to the first waiter
+                    if waiters:
+                        turn.append((waiters.popleft(), _GO))
+                    else:
+                        busy -= 1
+                    if blocking:  # mixed: the requests call after the aiohttp one
+                        t += 1.0
                 answer[r] = t
                 answered.append(t)
-                continue
-            if waiters:  # async, mixed: release the slot, handing it to the first waiter
-                push(heap, (t, e, waiters.popleft(), _START))
+        # The poll: with nothing left to run, the loop sleeps until something happens.
+        if not turn:
+            if events and (i == n or (events[0][0], events[0][1]) < (arrivals[i], i)):
+                next_t, next_e = events[0][0], events[0][1]
+            elif i < n:
+                next_t, next_e = arrivals[i], i
             else:
-                busy -= 1
-            if blocking:  # mixed: the requests call after the aiohttp one
-                t += 1.0
-            answer[r] = t
-            answered.append(t)
-            continue
-        # The sender's next send time.
-        a = arrivals[i]
-        r = i
-        i += 1
-        while seen < len(answered) and answered[seen] <= a:
-            seen += 1
-        if sent - seen >= cap:
-            continue  # dropped: never reaches the receiver
-        sent += 1
-        if a >= t:  # the loop is idle (or just finishing): it reads the request now
-            t, e = a, r
-        if mode == "sync":
-            t += 1.0
-            answer[r] = t
-            answered.append(t)
-        elif mode == "threaded":
-            free_t, free_e = pool[0]
-            start_t, start_e = (t, e) if (t > free_t or (t == free_t and e > free_e)) else (free_t, free_e)
-            heapq.heapreplace(pool, (start_t + 1.0, start_e))
-            push(heap, (start_t + 1.0, start_e, r, _CONTINUE))
-        elif unlimited or busy < limit:
-            busy += 1
-            push(heap, (t + 1.0, e, r, _CONTINUE))
-        else:
-            waiters.append(r)
+                break
+            if next_t > t or (next_t == t and next_e > e):
+                t, e = next_t, next_e
+        while True:
+            request_first = i < n and (arrivals[i] < t or (arrivals[i] == t and i <= e))
+            if request_first and events and (events[0][0], events[0][1]) < (arrivals[i], i):
+                request_first = False
+            if request_first:
+                a = arrivals[i]
+                r = i
+                i += 1
+                while seen < len(answered) and answered[seen] <= a:
+                    idle.append(answered[seen])  # a connection freed by then
+                    seen += 1
+                if sent - seen >= cap:
+                    continue  # dropped: never reaches the receiver
+                sent += 1
+                if idle and a - idle[-1] >= keep_alive:
+                    idle.clear()  # the newest is closed, so are the older ones
+                if idle:
+                    idle.pop()
+                    turn.append((r, _START))
+                else:
+                    turn.append((r, _READ))  # a new connection: accepted now, read next turn
+            elif events and (events[0][0] < t or (events[0][0] == t and events[0][1] <= e)):
+                _, _, _, r, what = heapq.heappop(events)
+                turn.append((r, _START if what == _DATA else _CONTINUE))
+            else:
+                break
     return answer

@@ -5,7 +5,7 @@ import logging
 import uvicorn
 
 from lab import logs, metrics
-from lab.model import FORMULAS
+from lab.model import FORMULAS, KEEP_ALIVE
 from lab.runtime import tune_gc
 from lab.settings import load
 from receiver.app import create_app
@@ -37,6 +37,9 @@ def main() -> None:
         # No proxy in front of the receiver: X-Forwarded-* headers are never sent, and the
         # middleware that would read them is one more layer on every request.
         proxy_headers=False,
+        # uvicorn's default, named: the model (lab/simulate.py) counts on it to know when
+        # a request comes on a new connection, which costs it a loop turn more.
+        timeout_keep_alive=KEEP_ALIVE,
     )
 
 

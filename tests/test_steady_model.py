@@ -74,7 +74,7 @@ def test_mixed_answers_between_its_guaranteed_and_its_best_capacity(limit, rate,
 
 def test_mixed_can_settle_in_either_pattern():
     caps = model.Caps(2, 1)
-    for arrivals, rate, expected in [("constant", 0.9, 2 / 3), ("constant", 1.5, 1.0)]:
+    for arrivals, rate, expected in [("constant", 0.9, 2 / 3), ("constant", 3.0, 1.0)]:
         sends = schedule(rate, 400, arrivals)
         achieved = throughput(sends, model.simulate("mixed", sends, 1.0, caps), 100, 400)
         assert achieved == pytest.approx(expected, rel=0.02)
@@ -144,15 +144,22 @@ def test_md1_wait_quantile():
 
 @pytest.mark.parametrize("load, n", [(0.5, 100_000), (0.8, 300_000)])
 def test_sync_under_poisson_arrivals_is_md1(load, n):
+    # With connections kept open for ever, requests are read in the order they come: FIFO,
+    # one server, service D: M/D/1. With the receiver's keep-alive, a request on a new
+    # connection waits a turn more and is overtaken: the same mean (the loop never idles
+    # while work waits), a longer tail.
     delay = 0.5
     rate = load / delay
     sends = schedule(rate, n / rate, "poisson", seed=11)
-    latencies = sorted(model.simulate("sync", sends, delay, CAPS))
-    waits = [x - delay for x in latencies]
-    assert statistics.fmean(waits) == pytest.approx(model.md1_mean_wait(rate, delay), rel=0.04)
+    kept = sorted(model.simulate("sync", sends, delay, CAPS, keep_alive=math.inf))
+    closed = sorted(model.simulate("sync", sends, delay, CAPS))
+    for latencies in (kept, closed):
+        waits = [x - delay for x in latencies]
+        assert statistics.fmean(waits) == pytest.approx(model.md1_mean_wait(rate, delay), rel=0.04)
     for q in (0.5, 0.9, 0.99):
         expected = delay + model.md1_wait_quantile(q, rate, delay)
-        assert model.quantile(latencies, q) == pytest.approx(expected, rel=0.03), q
+        assert model.quantile(kept, q) == pytest.approx(expected, rel=0.03), q
+    assert model.quantile(closed, 0.99) > 1.05 * model.quantile(kept, 0.99)
 
 
 def test_erlang_c():
@@ -187,9 +194,16 @@ def test_forty_servers_at_half_load_hardly_wait(mode, caps):
 def test_uncapped_overload_waits_grow_with_the_send_time(mode, caps):
     mu = model.capacity(mode, 1.0, caps)
     sends = schedule(2 * mu, 100, "constant")
-    for send, latency in zip(sends, model.simulate(mode, sends, 1.0, caps)):
-        predicted = model.base_latency(mode, 1.0) + model.overload_wait(2 * mu, mu, send)
-        assert predicted - 1.0 <= latency <= predicted + 1e-9  # within one D, in waves
+    # Requests on new connections are overtaken (see the M/D/1 test), so compare the
+    # answers in the order they come with FIFO's: the k-th answer, within one D, in waves.
+    answers = sorted(send + x for send, x in zip(sends, model.simulate(mode, sends, 1.0, caps)))
+    fifo = sorted(send + model.base_latency(mode, 1.0) + model.overload_wait(2 * mu, mu, send) for send in sends)
+    # mixed with no connector limit reads its whole backlog in waves, and each wave's new
+    # connections cost it a turn with no aiohttp call running: about one D a wave behind
+    # FIFO, and the waves grow with the backlog (5 D behind after 200 requests).
+    slack = 0.03 * fifo[-1] if (mode, caps.pool_limit) == ("mixed", 0) else 1e-9
+    for answer, predicted in zip(answers, fifo):
+        assert predicted - 1.0 <= answer <= predicted + slack
 
 
 @pytest.mark.parametrize("arrivals", ["constant", "poisson"])
@@ -237,9 +251,12 @@ def test_simulate_takes_any_order_and_answers_in_it():
 def test_steady_state_replays_the_senders_schedule():
     state = model.steady_state("sync", 2.0, 1.0, CAPS, duration=10, arrivals="constant")
     # Sends at 0, 0.5, ..., 9.5; answers at 1, 2, ..., 20: ten of them within the run.
+    # Not in send order: a request sent as an answer frees a connection takes it and goes
+    # first (the ones at whole seconds); one sent in between opens a new connection and
+    # waits. FIFO's mean, but p50 5.0 where FIFO's is 5.5.
     assert state.offered == 2.0 and state.capacity == 1.0 and state.achieved == 1.0
     assert state.dropped_share == 0.0
-    assert (state.p50, state.p99) == (5.5, 10.5)
+    assert (state.p50, state.p99) == (5.0, 10.5)
     assert state.mean == pytest.approx(statistics.fmean(1 + k / 2 for k in range(20)))
     assert state.regime == model.LATENCY_ABOVE_CAPACITY
 
