@@ -58,7 +58,7 @@ class InFlight(Collector):
     (the event loop); reading it from the metrics thread is safe.
 
     It is on every request's path, so changing it takes no lock: entering adds one, and
-    leaving records the value it ends (a sliding-window maximum, see _leave) before taking
+    leaving records the value it ends (a sliding-window maximum, see __exit__) before taking
     one off. A reader reads the value first, then a copy of the record, made in one C call.
     """
 
@@ -79,9 +79,6 @@ class InFlight(Collector):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._leave()
-
-    def _leave(self) -> None:
         now = time.monotonic()
         ending = self.value
         maxima = self._maxima

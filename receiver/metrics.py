@@ -70,15 +70,21 @@ class _Labelled(Collector):
         self._lock = threading.Lock()
         registry.register(self)
 
-    def _child(self, given: tuple[object, ...], make):  # noqa: ANN001, ANN202
-        child = self._given.get(given)
-        if child is None:
-            values = tuple(map(str, given))
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
-            with self._lock:
-                child = self._given[given] = self._children.setdefault(values, make())
+    def labels(self, *given: object) -> CounterChild | HistogramChild:
+        """The child for these label values, as callers pass them (a status as an int, say)."""
+        child = self._given.get(given)  # the hot path: one dict lookup, no str(), no new tuple of strings
+        return child if child is not None else self._add(given)
+
+    def _add(self, given: tuple[object, ...]) -> CounterChild | HistogramChild:
+        values = tuple(map(str, given))
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+        with self._lock:
+            child = self._given[given] = self._children.setdefault(values, self._make())
         return child
+
+    def _make(self) -> CounterChild | HistogramChild:
+        raise NotImplementedError
 
     def _items(self) -> list[tuple[tuple[str, ...], CounterChild | HistogramChild]]:
         return list(self._children.items())  # one C call: safe while the loop adds a child
@@ -91,8 +97,8 @@ class LabelledCounter(_Labelled):
                  registry: CollectorRegistry = REGISTRY):
         super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
 
-    def labels(self, *values: object) -> CounterChild:
-        return self._child(values, CounterChild)
+    def _make(self) -> CounterChild:
+        return CounterChild()
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -110,8 +116,8 @@ class LabelledHistogram(_Labelled):
         self.bounds = tuple(sorted(float(b) for b in buckets if b != INF)) + (INF,)
         self._les = [floatToGoString(b) for b in self.bounds]
 
-    def labels(self, *values: object) -> HistogramChild:
-        return self._child(values, lambda: HistogramChild(self.bounds))
+    def _make(self) -> HistogramChild:
+        return HistogramChild(self.bounds)
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
