@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
+    Gauge,
     Histogram,
     disable_created_metrics,
     start_http_server,
@@ -45,9 +46,19 @@ PEAK_WINDOW = 5.0
 PROBE_INTERVAL = 0.05
 
 
-def serve(port: int, host: str) -> None:
+# The gauge each worker's probe writes when it is next due (multiprocess mode): the process
+# that serves /metrics turns the earliest into <namespace>_event_loop_blocked_seconds.
+PROBE_DUE_SUFFIX = "_event_loop_probe_due_seconds"
+
+# Set (before the workers start) by a process whose workers share their metrics through
+# prometheus-client's multiprocess mode: the metrics the workers then create take the
+# shared form. Workers are forked, so they see it as it was when they started.
+shared = False
+
+
+def serve(port: int, host: str, registry: CollectorRegistry = REGISTRY) -> None:
     """Serve /metrics on host:port from a daemon thread."""
-    start_http_server(port, addr=host)
+    start_http_server(port, addr=host, registry=registry)
 
 
 class InFlight(Collector):
@@ -103,6 +114,33 @@ class InFlight(Collector):
         )
 
 
+class SharedInFlight(InFlight):
+    """InFlight for one of several worker processes: prometheus-client's multiprocess gauges.
+
+    The current value is a live sum over workers; the peak each worker saw over the last
+    PEAK_WINDOW seconds is written by refresh() (the worker's event-loop probe calls it) and
+    served as the largest over live workers ("livemax"): one worker's peak, not the total.
+    """
+
+    def __init__(self, name: str, documentation: str):
+        super().__init__(name, documentation, registry=None)
+        self._current = Gauge(name, documentation, multiprocess_mode="livesum")
+        self._peak = Gauge(f"{name}_peak", f"Highest value of {name} in one worker over the last "
+                           f"{PEAK_WINDOW:g} seconds.", multiprocess_mode="livemax")
+
+    def __enter__(self) -> "SharedInFlight":
+        super().__enter__()
+        self._current.inc()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__()
+        self._current.dec()
+
+    def refresh(self) -> None:
+        self._peak.set(self.peak())
+
+
 class InFlightBy(Collector):
     """InFlight per value of one label, from a closed set known up front (bounded series).
 
@@ -149,15 +187,25 @@ class LoopLag(Collector):
             buckets=BUCKETS,
             registry=registry,
         )
+        self._namespace = namespace
         self._blocked_name = f"{namespace}_event_loop_blocked_seconds"
         self._due: float | None = None
-        registry.register(self)
+        self.on_tick: list[Callable[[], None]] = []  # called at every wake-up, on the loop
+        if not shared:
+            registry.register(self)  # shared: the serving process computes the gauge (MultiprocessBlocked)
 
     async def run(self) -> None:
+        # Shared: each worker writes when it is next due; the gauge is made here, in the worker.
+        due = Gauge(f"{self._namespace}{PROBE_DUE_SUFFIX}", "When this worker's probe is due (monotonic clock).",
+                    multiprocess_mode="livemin") if shared else None
         while True:
             self._due = time.monotonic() + PROBE_INTERVAL
+            if due is not None:
+                due.set(self._due)
             await asyncio.sleep(PROBE_INTERVAL)
             self.histogram.observe(max(0.0, time.monotonic() - self._due))
+            for tick in self.on_tick:
+                tick()
 
     def blocked(self) -> float:
         due = self._due

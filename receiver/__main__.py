@@ -1,4 +1,4 @@
-"""python -m receiver: settings, logging, metrics thread, then uvicorn."""
+"""python -m receiver: settings, logging, then uvicorn (metrics from a thread) or gunicorn workers."""
 
 import logging
 
@@ -8,22 +8,34 @@ from lab import logs, metrics
 from lab.model import FORMULAS, KEEP_ALIVE
 from lab.runtime import tune_gc
 from lab.settings import load
-from receiver.app import create_app
 from receiver.settings import Settings
 
 
 def main() -> None:
     settings = load(Settings, "receiver")
     logs.setup(settings.log_level)
-    metrics.serve(settings.metrics_port, settings.host)
     logging.info(
-        "receiver: mode=%s (a burst of N takes %s) threads=%d pool_limit=%d requests_pool=%d "
-        "upstream=%s timeout=%gs log_level=%s access_log=%s metrics=%s, /metrics on :%d",
+        "receiver: mode=%s (a burst of N takes %s per worker) threads=%d pool_limit=%d requests_pool=%d "
+        "upstream=%s timeout=%gs log_level=%s access_log=%s metrics=%s, %s with %d worker(s), /metrics on :%d",
         settings.receiver_mode, FORMULAS[settings.receiver_mode], settings.receiver_threads,
         settings.receiver_pool_limit, settings.receiver_requests_pool, settings.upstream_base,
         settings.receiver_upstream_timeout, settings.log_level, str(settings.receiver_access_log).lower(),
-        str(settings.receiver_metrics).lower(), settings.metrics_port,
+        str(settings.receiver_metrics).lower(), settings.server, settings.receiver_workers, settings.metrics_port,
     )
+    if settings.prometheus_multiproc_dir is not None:
+        # prometheus-client is in multiprocess mode (the variable was set at start): its
+        # values are files there, also with one process. Emptied before any metric exists.
+        from receiver.workers import prepare
+
+        prepare(settings.prometheus_multiproc_dir)
+    if settings.receiver_workers > 1:
+        from receiver import workers
+
+        workers.run(settings)
+        return
+    from receiver.app import create_app
+
+    metrics.serve(settings.metrics_port, settings.host)
     app = create_app(settings)
     tune_gc()  # a burst of 1,000 keeps 1,000 requests' objects alive at once
     uvicorn.run(

@@ -67,30 +67,10 @@ class HttpMetrics:
                 DURATION.labels(self.mode, route).observe(time.perf_counter() - started)
 
 
-def info_of(settings: Settings) -> dict[str, Any]:
-    return {
-        "mode": settings.receiver_mode,
-        "threads": settings.receiver_threads,
-        "pool_limit": settings.receiver_pool_limit,
-        "requests_pool": settings.receiver_requests_pool,
-        "upstream_url": settings.upstream_base,
-        "upstream_timeout": settings.receiver_upstream_timeout,
-    }
-
-
-def knobs_of(settings: Settings) -> dict[str, Any]:
-    """What it logs and measures, not how it calls upstream: in /info, not in receiver_info's labels."""
-    return {
-        "log_level": settings.log_level,
-        "access_log": settings.receiver_access_log,
-        "metrics": settings.receiver_metrics,
-    }
-
-
 def create_app(settings: Settings) -> FastAPI:
     handle = HANDLERS[settings.receiver_mode]
     work_url = f"{settings.upstream_base}/work"
-    INFO.info({key: str(value) for key, value in info_of(settings).items()})
+    INFO.info({key: str(value) for key, value in settings.info().items()})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -131,7 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
                 upstream = await response.json() if response.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             upstream = None
-        return {**info_of(settings), **knobs_of(settings), "upstream": upstream}
+        return {**settings.info(), **settings.knobs(), "upstream": upstream}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

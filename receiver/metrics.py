@@ -6,6 +6,10 @@ labels and exposition, but an observation is one bisect and two additions under 
 Measured with bench.passthrough (RECEIVER_METRICS on and off, interleaved rounds, async
 mode at zero delay), metrics cost about 7% of the receiver's CPU per request with
 prometheus-client's calls and about 3-4% with these.
+
+Under gunicorn (RECEIVER_WORKERS > 1) each worker is a process of its own, and these take
+their shared form (lab.metrics.shared): prometheus-client's classes in multiprocess mode,
+served by the gunicorn master (receiver/workers.py).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ import threading
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import REGISTRY, CollectorRegistry, Info
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
-from lab.metrics import BUCKETS, InFlight, LoopLag
+from lab import metrics
+from lab.metrics import BUCKETS, InFlight, LoopLag, SharedInFlight
 
 
 class CounterChild:
@@ -131,19 +136,32 @@ class LabelledHistogram(_Labelled):
         yield family
 
 
-REQUESTS = LabelledCounter(
-    "receiver_http_requests_total", "Requests answered by the receiver.", ["mode", "route", "status"]
-)
-DURATION = LabelledHistogram(
+_REQUESTS = ("receiver_http_requests_total", "Requests answered by the receiver.", ["mode", "route", "status"])
+_DURATION = (
     "receiver_http_request_duration_seconds",
     "Time from reading a request to sending its answer (queueing before that is not seen here).",
     ["mode", "route"],
 )
-IN_FLIGHT = InFlight("receiver_http_requests_in_flight", "Requests the receiver is working on.")
-UPSTREAM_CALLS = LabelledHistogram(
+_IN_FLIGHT = ("receiver_http_requests_in_flight", "Requests the receiver is working on.")
+_UPSTREAM_CALLS = (
     "receiver_upstream_call_duration_seconds",
     "Duration of each call to upstream, by client library and outcome (ok, error, timeout).",
     ["client", "outcome"],
 )
+
+if metrics.shared:
+    # A worker under gunicorn: prometheus-client's own classes, whose values live in files
+    # under PROMETHEUS_MULTIPROC_DIR that the serving process sums over the workers.
+    REQUESTS: LabelledCounter | Counter = Counter(*_REQUESTS)
+    DURATION: LabelledHistogram | Histogram = Histogram(*_DURATION, buckets=BUCKETS)
+    IN_FLIGHT: InFlight = SharedInFlight(*_IN_FLIGHT)
+    UPSTREAM_CALLS: LabelledHistogram | Histogram = Histogram(*_UPSTREAM_CALLS, buckets=BUCKETS)
+else:
+    REQUESTS = LabelledCounter(*_REQUESTS)
+    DURATION = LabelledHistogram(*_DURATION)
+    IN_FLIGHT = InFlight(*_IN_FLIGHT)
+    UPSTREAM_CALLS = LabelledHistogram(*_UPSTREAM_CALLS)
 LOOP_LAG = LoopLag("receiver")
+if isinstance(IN_FLIGHT, SharedInFlight):
+    LOOP_LAG.on_tick.append(IN_FLIGHT.refresh)
 INFO = Info("receiver", "The receiver's mode and the caps that shape it.")

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field
+from pydantic import AnyHttpUrl, Field, model_validator
 
 from lab.model import Mode
 from lab.settings import Port, PositiveSeconds, ServiceSettings
@@ -23,6 +24,45 @@ class Settings(ServiceSettings):
     # false leaves them out, so the benchmark can measure what they cost; /metrics still
     # answers (receiver_info, the event-loop probe).
     receiver_metrics: bool = True
+    # 1: uvicorn, one process, as the seed ran it. Above 1: gunicorn with that many uvicorn
+    # workers (W), each its own event loop, and prometheus-client's multiprocess mode.
+    receiver_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # gunicorn recycles a worker after this many requests (0: never).
+    receiver_max_requests: Annotated[int, Field(ge=0)] = 0
+    # Where workers write their metrics (prometheus-client's variable; wiped at start).
+    # Needed with RECEIVER_WORKERS > 1, and read when the process starts: set it in the
+    # environment, not later.
+    prometheus_multiproc_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _workers_need_a_metrics_dir(self) -> "Settings":
+        if self.receiver_workers > 1 and self.prometheus_multiproc_dir is None:
+            raise ValueError(
+                f"RECEIVER_WORKERS={self.receiver_workers} needs PROMETHEUS_MULTIPROC_DIR: a directory the "
+                "workers write their metrics to (wiped at start; the compose file mounts a tmpfs)"
+            )
+        return self
+
+    def info(self) -> dict[str, object]:
+        """The mode, the caps that shape it, and how it is served: /info and receiver_info."""
+        return {
+            "mode": self.receiver_mode,
+            "threads": self.receiver_threads,
+            "pool_limit": self.receiver_pool_limit,
+            "requests_pool": self.receiver_requests_pool,
+            "upstream_url": self.upstream_base,
+            "upstream_timeout": self.receiver_upstream_timeout,
+            "server": self.server,
+            "workers": self.receiver_workers,
+        }
+
+    def knobs(self) -> dict[str, object]:
+        """What it logs and measures, not how it calls upstream: in /info, not in receiver_info's labels."""
+        return {"log_level": self.log_level, "access_log": self.receiver_access_log, "metrics": self.receiver_metrics}
+
+    @property
+    def server(self) -> str:
+        return "uvicorn" if self.receiver_workers == 1 else "gunicorn"
 
     @property
     def upstream_base(self) -> str:

@@ -26,7 +26,7 @@ COMPARE = [f"receiver-{mode}" for mode in model.MODES] + ["sender-compare"]
 RUNS = {"upstream": "upstream", "receiver": "receiver", "sender": "sender", "sender-compare": "sender",
         **{f"receiver-{mode}": "receiver" for mode in model.MODES}}
 # Set by compose itself, not knobs: where to listen and where the next hop is.
-WIRING = {"HOST", "PORT", "METRICS_PORT", "UPSTREAM_URL", "RECEIVER_URL"}
+WIRING = {"HOST", "PORT", "METRICS_PORT", "UPSTREAM_URL", "RECEIVER_URL", "PROMETHEUS_MULTIPROC_DIR"}
 PUBLISHED = re.compile(r"^127\.0\.0\.1:\$\{HOST_([A-Z_]+)_PORT:-(\d+)\}:(\d+)$")
 PINNED = re.compile(r"^[\w./-]+:(v?\d+\.\d+\.\d+)[\w.-]*$")  # a tag with a full version, never latest
 

@@ -1,0 +1,129 @@
+"""RECEIVER_WORKERS > 1: gunicorn runs W uvicorn workers; the master serves their metrics.
+
+Each worker is a process with its own event loop, app, client session and thread pool (the
+app is loaded in the worker, not before the fork). Their metrics go through prometheus-client's
+multiprocess mode: every worker writes its values to files in PROMETHEUS_MULTIPROC_DIR, and
+the gunicorn master, which runs no event loop, serves /metrics from those files on its own
+port. So /metrics answers even while every worker's loop is blocked in sync mode.
+
+- The directory is wiped before gunicorn starts (prepare()): files of an earlier run would
+  add their counts.
+- A worker that exits (recycled, killed) is marked dead: its live gauges (in flight, peaks,
+  probe) leave the sums at once; its counters and histograms stay in them, so no counter goes
+  backwards when gunicorn replaces it.
+- Aggregation is pid-free: counters and histograms are summed over workers, in-flight is a
+  live sum, the in-flight peak the largest one worker saw, and the event loop's blocked time
+  the most overdue worker's (a `worker` label would need a bounded name per slot, which
+  gunicorn does not give a recycled worker).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from prometheus_client import CollectorRegistry, Info, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from uvicorn_worker import UvicornWorker
+
+from lab import metrics
+from lab.model import KEEP_ALIVE
+from lab.runtime import tune_gc
+from receiver.settings import Settings
+
+log = logging.getLogger("receiver")
+
+BLOCKED = "receiver_event_loop_blocked_seconds"
+PROBE_DUE = f"receiver{metrics.PROBE_DUE_SUFFIX}"
+
+
+class Worker(UvicornWorker):
+    """uvicorn as `python -m receiver` runs it with one worker: uvloop and httptools, named."""
+
+    CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools", "proxy_headers": False}
+
+
+class WorkersMetrics(Collector):
+    """What the workers wrote, summed over them; the probes' due times become the blocked gauge."""
+
+    def __init__(self, path: Path):
+        self._files = multiprocess.MultiProcessCollector(None, path=str(path))
+
+    def collect(self) -> Iterator[Any]:
+        for family in self._files.collect():
+            if family.name != PROBE_DUE:
+                yield family
+                continue
+            due = min((sample.value for sample in family.samples), default=None)  # the most overdue worker
+            yield GaugeMetricFamily(
+                BLOCKED,
+                "How long the most overdue worker's event loop has been late to wake its probe (0 when responsive).",
+                value=0.0 if due is None else max(0.0, time.monotonic() - due),
+            )
+
+
+class Gunicorn(BaseApplication):
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.settings
+        options = {
+            "bind": [f"{s.host}:{s.port}"],
+            "workers": s.receiver_workers,
+            "worker_class": "receiver.workers.Worker",
+            "keepalive": round(KEEP_ALIVE),  # uvicorn's timeout_keep_alive in the workers: the model counts on it
+            # A blocked loop is the lesson, not a hung worker: gunicorn must never kill one for
+            # missing its heartbeat (a sync burst of N blocks it for N·D).
+            "timeout": 0,
+            "graceful_timeout": math.ceil(s.receiver_upstream_timeout) + 5,
+            "max_requests": s.receiver_max_requests,
+            "backlog": 4096,
+            "accesslog": "-" if s.receiver_access_log else None,
+            "errorlog": "-",
+            "loglevel": s.log_level,
+            "when_ready": self.when_ready,
+            "child_exit": self.child_exit,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # In each worker, after the fork: its own app, metrics, client session and threads.
+        from receiver.app import create_app
+
+        app = create_app(self.settings)
+        tune_gc()
+        return app
+
+    def when_ready(self, server: Any) -> None:
+        registry = CollectorRegistry()
+        registry.register(WorkersMetrics(self.settings.prometheus_multiproc_dir))
+        info = Info("receiver", "The receiver's mode and the caps that shape it.", registry=registry)
+        info.info({key: str(value) for key, value in self.settings.info().items()})
+        metrics.serve(self.settings.metrics_port, self.settings.host, registry)
+
+    def child_exit(self, server: Any, worker: Any) -> None:
+        multiprocess.mark_process_dead(worker.pid, str(self.settings.prometheus_multiproc_dir))
+
+
+def prepare(path: Path) -> None:
+    """An empty PROMETHEUS_MULTIPROC_DIR, before any metric is made (the directory may be a mount)."""
+    if path.exists():
+        for entry in path.iterdir():
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+
+
+def run(settings: Settings) -> None:
+    metrics.shared = True  # before any worker exists: the workers' metrics take the shared form
+    logging.logProcesses = True  # gunicorn's own lines name the process (lab.logs turns it off)
+    Gunicorn(settings).run()
