@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bench import bursts, goals, loadgen, machine, passthrough, rates, report
+from bench import bursts, goals, loadgen, machine, passthrough, rates, report, workers
 from bench.charts import write_charts
 from bench.run import BenchError, Services, services
 from lab import arrivals, model
@@ -42,13 +42,14 @@ class Profile:
     rate_duration: float
     passthrough: tuple[float, int]  # seconds per round, rounds
     loadgen: tuple[float, int]
+    workers_repeats: int  # bursts of each N per configuration in the workers experiment
 
 
 FULL = Profile("full", 1.0, (1, 2, 4, 10, 40, 100, 400, 1000), 120.0, (0.25, 0.5, 0.8, 1.0, 1.25, 2.0), 20.0,
-               (4.0, 8), (5.0, 3))
+               (4.0, 8), (5.0, 3), 5)
 # About three minutes: a smoke run that writes every file and reports every goal. Its D is a
 # quarter of the goals' D, its runs short: its verdicts are not the benchmark's.
-QUICK = Profile("quick", 0.25, (1, 2, 10, 100), 30.0, (0.5, 0.8, 2.0), 5.0, (3.0, 1), (3.0, 1))
+QUICK = Profile("quick", 0.25, (1, 2, 10, 100), 30.0, (0.5, 0.8, 2.0), 5.0, (3.0, 1), (3.0, 1), 2)
 CAPS = model.Caps(pool_limit=100, threads=40)  # the receiver's defaults
 ARRIVALS: arrivals.Arrivals = "poisson"  # queueing shows below capacity too; M/D/1 is its reference
 SEED = 1
@@ -61,7 +62,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--max-makespan", type=float, help="skip bursts the model says take longer (full: 120 s)")
     parser.add_argument("--out", type=Path, help="where results go (default: bench-results/<profile>)")
     parser.add_argument("--receivers", help="comma-separated URLs of running receivers to sweep instead of local ones")
-    parser.add_argument("--skip", action="append", default=[], choices=["bursts", "rates", "passthrough", "loadgen"],
+    parser.add_argument("--skip", action="append", default=[], choices=["bursts", "rates", "workers", "passthrough", "loadgen"],
                         help="leave a part out (its goals are reported as not measured)")
     return parser.parse_args()
 
@@ -119,6 +120,8 @@ def estimate(profile: Profile, plan: list, points: list, skip: list[str]) -> flo
         total += bursts.seconds(plan)
     if "rates" not in skip:
         total += len(points) * profile.rate_duration
+    if "workers" not in skip:
+        total += workers.seconds(profile.delay, profile.workers_repeats)
     if "passthrough" not in skip:
         total += len(passthrough.CONFIGURATIONS) * profile.passthrough[0] * profile.passthrough[1]
     if "loadgen" not in skip:
@@ -158,8 +161,9 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                   "backlog_seconds": rates.BACKLOG_SECONDS, "caps": {"pool_limit": CAPS.pool_limit, "threads": CAPS.threads},
                   "passthrough": {"seconds": profile.passthrough[0], "rounds": profile.passthrough[1]},
                   "loadgen": {"seconds": profile.loadgen[0], "rounds": profile.loadgen[1]},
+                  "workers_repeats": profile.workers_repeats,
                   "targets": list(urls.values()) if urls else "local"},
-        "bursts": [], "rates": [], "passthrough": None, "loadgen": None,
+        "bursts": [], "rates": [], "workers": [], "passthrough": None, "loadgen": None,
     }
     pinning = f"server on core {cpus['server'][0]}, load generators and upstream on core {cpus['load'][0]}" if cpus \
         else "not pinned (fewer than two cores)"
@@ -184,6 +188,11 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             results["rates"] = rates.sweep(points, profile.rate_duration, ARRIVALS, SEED,
                                            lambda mode: receivers.url(mode, CAPS), work, load, advance)
         running.stop_all()
+        if "workers" not in args.skip and upstream is not None:  # local receivers only: it reads their /proc
+            upstream = running.start("upstream", "load").url
+            results["workers"] = workers.sweep(running, upstream, profile.delay, profile.workers_repeats, work, load,
+                                               advance)
+            running.stop_all()
         if "passthrough" not in args.skip:
             seconds, rounds = profile.passthrough
             try:

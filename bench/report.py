@@ -478,6 +478,44 @@ def _loadgen_section(results: dict, charts: dict[str, str]) -> list[str]:
     return out + _chart(charts, "loadgen.png", "requests per second per load generator")
 
 
+def _spread(loads: Any) -> str:
+    """A burst's spread over workers, busiest first: "2+1+1"."""
+    return "+".join(str(x) for x in loads) if isinstance(loads, list) and loads else DASH
+
+
+def _workers_section(results: dict) -> list[str]:
+    out = ["## Workers: sync under gunicorn", ""]
+    rows_in = [r for r in _list(results.get("workers")) if isinstance(r, dict)]
+    if not rows_in:
+        return out + [NOT_MEASURED + ".", ""]
+    repeats = _dict(results.get("knobs")).get("workers_repeats")
+    out += [f"Bursts of N simultaneous requests, {repeats or 'several'} of each N per configuration, against "
+            "receivers under gunicorn with W uvicorn workers (not pinned: every core, as deployed). *model*: the "
+            "makespan if the workers shared each burst evenly (⌈N/W⌉·D in sync mode); *spreads*: how many requests "
+            "each worker took in each burst, busiest first, read off the sync answers' times (a worker answers its "
+            "share one D after another); *even*: the share of bursts spread evenly; memory after the bursts, in MB: "
+            "*RSS* of each worker (of the one process under uvicorn), and *PSS in all*, master included, with the "
+            "pages forked processes share split among them: what the configuration costs the machine.", ""]
+    headers = ["configuration", "N", "makespan, median (min–max)", "model", "spreads", "even", "RSS per worker",
+               "PSS in all"]
+    rows = []
+    for r in rows_in:
+        memory = _dict(r.get("memory"))
+        per_worker = _list(memory.get("workers_mb")) or [memory.get("main_mb")]
+        for n, size in _dict(r.get("sizes")).items():
+            makespans = [m for m in map(_num, _list(size.get("makespans"))) if m is not None]
+            span = f"{seconds(size.get('median'))} ({seconds(min(makespans))}–{seconds(max(makespans))})" \
+                if makespans else DASH
+            spreads = ", ".join(_spread(x) for x in _list(size.get("loads"))) if r.get("mode") == "sync" else DASH
+            rows.append([r.get("label") or "?", n, span, seconds(size.get("model")), spreads,
+                         percent(size.get("even_share")) if size.get("even_share") is not None else DASH,
+                         " / ".join(f"{x:.0f}" for x in map(_num, per_worker) if x is not None) or DASH,
+                         f"{_num(memory.get('pss_total_mb')):.0f}" if _num(memory.get("pss_total_mb")) is not None
+                         else DASH])
+    out += [_table(headers, rows, right=(1, 2, 3, 5, 6, 7)), ""]
+    return out
+
+
 def _result(goal: dict) -> str:
     passed = goal.get("passed")
     return "PASS" if passed is True else "**FAIL**" if passed is False else "not measured"
@@ -518,6 +556,7 @@ def markdown(results: dict, charts: Iterable[str | Path] = ()) -> str:
     lines += _rates_section(results)
     lines += _chart(shown, "rate.png", "achieved vs offered rate")
     lines += _chart(shown, "latency.png", "p50 and p99 latency vs offered rate")
+    lines += _workers_section(results)
     lines += _passthrough_section(results, shown)
     lines += _loadgen_section(results, shown)
     lines += _goals_section(results)

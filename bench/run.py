@@ -25,9 +25,9 @@ class Services:
         self.started: list[Service] = []
         self.count = 0  # every service a log file of its own, also after others stopped
 
-    def start(self, module: str, role: str, **env: str) -> Service:
-        """role: "server" (the core under test) or "load" (upstream and load generators)."""
-        cpus = set(self.cpus[role]) if self.cpus else None
+    def start(self, module: str, role: str | None, **env: str) -> Service:
+        """role: "server" (the core under test), "load" (upstream and load generators), None (not pinned)."""
+        cpus = set(self.cpus[role]) if self.cpus and role else None
         self.count += 1
         name = f"{module.rsplit('.', 1)[-1]}-{self.count}"
         service = Service(module, {"LOG_LEVEL": "warning", **env}, self.logs / f"{name}.log", cpus=cpus)

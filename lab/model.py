@@ -20,6 +20,13 @@ The makespan (first send to last answer) is t_N. L = 0 means "no connector limit
 (aiohttp's meaning of limit=0). Per-request overheads (parsing, logging, loopback round
 trips: about a millisecond each) are left out.
 
+W workers (RECEIVER_WORKERS, gunicorn): each is a receiver of its own, with its own loop,
+L and T. A burst's makespan is then that of the busiest worker: makespan_spread() for a
+given spread of the N requests over the workers, completion_times() for the even spread
+(⌈N/W⌉ or ⌊N/W⌋ each), which is the model's stated assumption and a lower bound: sync
+⌈N/W⌉·D. The kernel does not promise it (the workers share one listening socket and each
+accepts what it can while it wakes); the benchmark measures the spread it does give.
+
 Beyond bursts, the same rules as a simulation of the event loop turn by turn (simulate(),
 lab/simulate.py: any arrival times, an open-loop sender's in-flight cap) and the steady
 state at an offered rate λ (steady_state(), capacity(), the queueing formulas): see the
@@ -48,19 +55,27 @@ FORMULAS: dict[Mode, str] = {
     "mixed": "(N+1)·D (2N·D if L=1)",
     "threaded": "⌈N/T⌉·D",
 }
+# With W workers, each gets n = ⌈N/W⌉ or ⌊N/W⌋ of a burst (the model's even spread).
+FORMULAS_PER_WORKER: dict[Mode, str] = {
+    "sync": "⌈N/W⌉·D",
+    "async": "⌈⌈N/W⌉/L⌉·D",
+    "mixed": "(⌈N/W⌉+1)·D",
+    "threaded": "⌈⌈N/W⌉/T⌉·D",
+}
 
 
 @dataclass(frozen=True)
 class Caps:
     """The receiver's caps that shape a burst (as its GET /info reports them)."""
 
-    pool_limit: int  # L: aiohttp connector limit, 0 = unlimited
-    threads: int  # T: threads that run requests calls in threaded mode
+    pool_limit: int  # L: aiohttp connector limit (per worker), 0 = unlimited
+    threads: int  # T: threads that run requests calls in threaded mode (per worker)
+    workers: int = 1  # W: receiver processes (gunicorn's uvicorn workers), each with its own loop
 
     @classmethod
     def from_info(cls, info: dict) -> "Caps":
         """The caps from the receiver's GET /info answer."""
-        return cls(pool_limit=info["pool_limit"], threads=info["threads"])
+        return cls(pool_limit=info["pool_limit"], threads=info["threads"], workers=info.get("workers", 1))
 
 
 def _waves(k: int, cap: int) -> int:
@@ -97,16 +112,52 @@ _MODELS: dict[Mode, Callable[[int, float, Caps], list[float]]] = {
 }
 
 
+def even_spread(n: int, workers: int) -> list[int]:
+    """The model's assumption for W workers: n requests dealt out in turn, ⌈n/W⌉ or ⌊n/W⌋ each."""
+    return [n // workers + (w < n % workers) for w in range(workers)]
+
+
+def completion_times_spread(mode: Mode, loads: Sequence[int], delay: float, caps: Caps) -> list[float]:
+    """Completion times, earliest first, when worker w gets loads[w] of the burst (each its own loop)."""
+    if sum(loads) < 1 or min(loads) < 0:
+        raise ValueError(f"a burst has at least one request and no worker a negative share, got {list(loads)}")
+    return sorted(t for load in loads if load for t in _MODELS[mode](load, delay, caps))
+
+
 def completion_times(mode: Mode, n: int, delay: float, caps: Caps) -> list[float]:
-    """Seconds after the burst starts at which each of n requests is answered, earliest first."""
+    """Seconds after the burst starts at which each of n requests is answered, earliest first.
+
+    With W > 1 workers, under the even spread (even_spread()).
+    """
     if n < 1:
         raise ValueError(f"a burst has at least one request, got n={n}")
+    if caps.workers > 1:
+        return completion_times_spread(mode, even_spread(n, caps.workers), delay, caps)
     return _MODELS[mode](n, delay, caps)
 
 
 def makespan(mode: Mode, n: int, delay: float, caps: Caps) -> float:
-    """Seconds from sending n simultaneous requests to the last answer."""
+    """Seconds from sending n simultaneous requests to the last answer (W workers: evenly spread)."""
     return completion_times(mode, n, delay, caps)[-1]
+
+
+def makespan_spread(mode: Mode, loads: Sequence[int], delay: float, caps: Caps) -> float:
+    """The makespan when worker w gets loads[w] requests: the busiest worker's."""
+    return completion_times_spread(mode, loads, delay, caps)[-1]
+
+
+def sync_loads(times: Sequence[float], delay: float) -> list[int]:
+    """The spread over workers that a sync burst's completion times imply, busiest first.
+
+    In sync mode a worker answers its share one D after another, so the number answered
+    by about j·D is the number of workers that got at least j requests. Overheads shift
+    each answer a little later, so times are rounded to the nearest multiple of D.
+    """
+    if delay <= 0:
+        raise ValueError(f"the spread shows only with D > 0, got {delay!r}")
+    rounds = [max(1, round(t / delay)) for t in times]
+    answered = [rounds.count(j) for j in range(1, max(rounds) + 1)]  # answered[j-1]: workers with ≥ j
+    return [sum(count >= w for count in answered) for w in range(1, max(answered) + 1)]
 
 
 # Upstream calls each request makes with a client that blocks the event loop, and in all.
@@ -190,6 +241,8 @@ def capacity(mode: Mode, delay: float, caps: Caps) -> float:
         depends on its history (the simulator shows both); capacity() returns the one
         that holds whatever the history. With L = 100 they differ by 1%.
 
+    W workers (caps.workers): W times one worker's, the requests spread evenly.
+
     D = 0 gives ∞: the model has no per-request CPU cost (parsing, logging, loopback
     round trips: about a millisecond), which is what bounds every mode in practice.
     """
@@ -204,7 +257,7 @@ def capacity(mode: Mode, delay: float, caps: Caps) -> float:
         "mixed": 1 / delay if limit <= 0 else limit / ((limit + 1) * delay),
         "threaded": caps.threads / delay,
     }
-    return per_mode[mode]
+    return per_mode[mode] * caps.workers
 
 
 def base_latency(mode: Mode, delay: float) -> float:
@@ -384,6 +437,8 @@ def steady_state(
     and the answered requests take M/μ (Little's law: M in flight, μ answers per second;
     overload_latency). A run shorter than the fill time only shows the uncapped growth.
     """
+    if caps.workers != 1:
+        raise ValueError("the steady-state simulation models one worker (caps.workers = 1)")
     sends = schedules.schedule(rate, duration, arrivals, seed)
     latencies = simulate(mode, sends, delay, caps, max_in_flight)
     answered = sorted(x for x in latencies if x is not None)

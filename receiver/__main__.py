@@ -5,7 +5,7 @@ import logging
 import uvicorn
 
 from lab import logs, metrics
-from lab.model import FORMULAS, KEEP_ALIVE
+from lab.model import FORMULAS, FORMULAS_PER_WORKER, KEEP_ALIVE
 from lab.runtime import tune_gc
 from lab.settings import load
 from receiver.settings import Settings
@@ -15,9 +15,12 @@ def main() -> None:
     settings = load(Settings, "receiver")
     logs.setup(settings.log_level)
     logging.info(
-        "receiver: mode=%s (a burst of N takes %s per worker) threads=%d pool_limit=%d requests_pool=%d "
+        "receiver: mode=%s (a burst of N takes %s) threads=%d pool_limit=%d requests_pool=%d "
         "upstream=%s timeout=%gs log_level=%s access_log=%s metrics=%s, %s with %d worker(s), /metrics on :%d",
-        settings.receiver_mode, FORMULAS[settings.receiver_mode], settings.receiver_threads,
+        settings.receiver_mode,
+        FORMULAS[settings.receiver_mode] if settings.receiver_workers == 1
+        else f"{FORMULAS_PER_WORKER[settings.receiver_mode]} if the workers share it evenly",
+        settings.receiver_threads,
         settings.receiver_pool_limit, settings.receiver_requests_pool, settings.upstream_base,
         settings.receiver_upstream_timeout, settings.log_level, str(settings.receiver_access_log).lower(),
         str(settings.receiver_metrics).lower(), settings.server, settings.receiver_workers, settings.metrics_port,

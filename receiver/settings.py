@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, Field, model_validator
 
@@ -27,6 +27,9 @@ class Settings(ServiceSettings):
     # 1: uvicorn, one process, as the seed ran it. Above 1: gunicorn with that many uvicorn
     # workers (W), each its own event loop, and prometheus-client's multiprocess mode.
     receiver_workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # How connections reach the workers: shared (gunicorn's one listening socket, whichever
+    # worker wakes first accepts) or reuseport (a socket per worker, the kernel hashes).
+    receiver_accept: Literal["shared", "reuseport"] = "shared"
     # gunicorn recycles a worker after this many requests (0: never).
     receiver_max_requests: Annotated[int, Field(ge=0)] = 0
     # Where workers write their metrics (prometheus-client's variable; wiped at start).
@@ -54,6 +57,7 @@ class Settings(ServiceSettings):
             "upstream_timeout": self.receiver_upstream_timeout,
             "server": self.server,
             "workers": self.receiver_workers,
+            "accept": self.receiver_accept if self.receiver_workers > 1 else "one process",
         }
 
     def knobs(self) -> dict[str, object]:

@@ -11,6 +11,11 @@ port. So /metrics answers even while every worker's loop is blocked in sync mode
 - A worker that exits (recycled, killed) is marked dead: its live gauges (in flight, peaks,
   probe) leave the sums at once; its counters and histograms stay in them, so no counter goes
   backwards when gunicorn replaces it.
+- How a burst's connections reach the workers (RECEIVER_ACCEPT): `shared`, gunicorn's way,
+  one listening socket that every worker polls, so whichever worker wakes first accepts
+  what is waiting; or `reuseport`, each worker a socket of its own on the same port
+  (SO_REUSEPORT), among which the kernel picks by a hash of each connection's addresses.
+  Neither promises the even spread the model assumes; the benchmark measures both.
 - Aggregation is pid-free: counters and histograms are summed over workers, in-flight is a
   live sum, the in-flight peak the largest one worker saw, and the event loop's blocked time
   the most overdue worker's (a `worker` label would need a bounded name per slot, which
@@ -22,6 +27,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +54,29 @@ class Worker(UvicornWorker):
     """uvicorn as `python -m receiver` runs it with one worker: uvloop and httptools, named."""
 
     CONFIG_KWARGS = {"loop": "uvloop", "http": "httptools", "proxy_headers": False}
+    # RECEIVER_ACCEPT=reuseport: the address each worker listens on with a socket of its own
+    # (set in the master before the workers are forked).
+    own_socket: tuple[str, int] | None = None
+
+    def run(self) -> None:
+        if self.own_socket is not None:
+            for inherited in self.sockets:  # the master's placeholder: never accepted on
+                inherited.close()
+            self.sockets = [reuseport_socket(*self.own_socket, self.cfg.backlog)]
+            # gunicorn's "Listening at" names its placeholder's port; this is where requests come in.
+            log.info("worker %d listens on %s:%d with a socket of its own (SO_REUSEPORT)", self.pid, *self.own_socket)
+        super().run()
+
+
+def reuseport_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket that shares host:port with the other workers' (the kernel spreads connections by hash)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
 
 
 class WorkersMetrics(Collector):
@@ -76,8 +105,11 @@ class Gunicorn(BaseApplication):
 
     def load_config(self) -> None:
         s = self.settings
+        # reuseport: the workers bind the port themselves; gunicorn's own socket (which every
+        # worker would share) goes to a port nobody uses, so it never takes a connection.
+        port = 0 if s.receiver_accept == "reuseport" else s.port
         options = {
-            "bind": [f"{s.host}:{s.port}"],
+            "bind": [f"{s.host}:{port}"],
             "workers": s.receiver_workers,
             "worker_class": "receiver.workers.Worker",
             "keepalive": round(KEEP_ALIVE),  # uvicorn's timeout_keep_alive in the workers: the model counts on it
@@ -125,5 +157,7 @@ def prepare(path: Path) -> None:
 
 def run(settings: Settings) -> None:
     metrics.shared = True  # before any worker exists: the workers' metrics take the shared form
+    if settings.receiver_accept == "reuseport":
+        Worker.own_socket = (settings.host, settings.port)
     logging.logProcesses = True  # gunicorn's own lines name the process (lab.logs turns it off)
     Gunicorn(settings).run()

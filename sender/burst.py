@@ -46,9 +46,13 @@ class Prediction:
     mode: model.Mode
     delay: float
     makespan: float
+    workers: int = 1
 
     def __str__(self) -> str:
-        return f"{self.makespan:.3f}s [{model.FORMULAS[self.mode]}, D={self.delay:g}s]"
+        if self.workers == 1:
+            return f"{self.makespan:.3f}s [{model.FORMULAS[self.mode]}, D={self.delay:g}s]"
+        return (f"{self.makespan:.3f}s [{model.FORMULAS_PER_WORKER[self.mode]} if W={self.workers} workers "
+                f"share the burst evenly, D={self.delay:g}s]")
 
 
 def task_names(n: int) -> list[str]:
@@ -63,7 +67,8 @@ def predict(info: dict[str, Any] | None, n: int, delay: float | None) -> Predict
         delay = (info.get("upstream") or {}).get("delay")
         if delay is None:
             return None
-    return Prediction(info["mode"], delay, model.makespan(info["mode"], n, delay, model.Caps.from_info(info)))
+    caps = model.Caps.from_info(info)
+    return Prediction(info["mode"], delay, model.makespan(info["mode"], n, delay, caps), caps.workers)
 
 
 async def send(

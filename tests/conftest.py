@@ -9,9 +9,10 @@ import sys
 from collections.abc import Callable, Iterator
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tools.processes import ROOT, Service, free_port, get
+from tools.processes import ROOT, Service, free_port, get, wait_ok
 
 # Set by .ci/run: a check that cannot run here (a missing tool) fails instead of skipping.
 STRICT = os.environ.get("LAB_STRICT") == "1"
@@ -86,3 +87,35 @@ def receiver_for(start, upstream) -> Callable[..., Service]:
         return start("receiver", RECEIVER_MODE=mode, UPSTREAM_URL=upstream.url, **env)
 
     return _receiver
+
+
+@pytest.fixture
+def prometheus_for(tmp_path):
+    """prometheus_for({"sender": port, ...}) -> URL of a Prometheus scraping those ports (jobs not named: none)."""
+    binary = require_tool("prometheus")
+    processes = []
+
+    def _start(metrics_ports: dict[str, int]) -> str:
+        config = yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())
+        config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] in metrics_ports]
+        for job in config["scrape_configs"]:  # the lab's own config, aimed at loopback
+            job.pop("dns_sd_configs", None)
+            job["static_configs"] = [{"targets": [f"127.0.0.1:{metrics_ports[job['job_name']]}"]}]
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+        port = free_port()
+        log_path = tmp_path / "prometheus.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [binary, f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        processes.append(process)
+        url = f"http://127.0.0.1:{port}"
+        wait_ok(f"{url}/-/ready", process, log_path)
+        return url
+
+    yield _start
+    for process in processes:
+        process.terminate()
+        process.wait(10)

@@ -53,6 +53,19 @@ def passthrough() -> dict:
                         for label, v in rps.items()}}
 
 
+def workers_row(label: str, mode: str, count: int, spreads: list[list[int]]) -> dict:
+    caps = model.Caps(100, 40, count)
+    loads = spreads if mode == "sync" else [None] * len(spreads)
+    makespans = [model.makespan_spread(mode, x or [4], D, caps) + 0.01 for x in loads]
+    even = sorted(model.even_spread(4, count), reverse=True)
+    return {"label": label, "mode": mode, "workers": count, "accept": "shared" if count > 1 else None, "delay": D,
+            "sizes": {"4": {"model": model.makespan(mode, 4, D, caps), "makespans": makespans,
+                            "median": sorted(makespans)[len(makespans) // 2], "loads": loads,
+                            "even_share": sum(x == even for x in loads) / len(loads) if mode == "sync" else None}},
+            "memory": {"main_mb": 60.0, "workers_mb": [55.0] * count if count > 1 else [], "total_mb": 60 + 55.0 * (count > 1) * count,
+                       "pss_total_mb": 58 + 40.0 * (count > 1) * count}}
+
+
 def goal(group: str, name: str, passed: bool | None, value: float | None = 1.0) -> dict:
     return {"group": group, "name": name, "target": "within ±10% of the model",
             "measured": None if passed is None else f"{value:.3f}×", "value": value if passed is not None else None,
@@ -73,6 +86,9 @@ def full() -> dict:
                   "seed": 1, "caps": CAPS, "targets": "local"},
         "bursts": [burst(label, mode, n, caps) for label, mode, caps in labels for n in SIZES],
         "rates": [rate_row(mode, f) for mode in model.MODES for f in (0.25, 0.5, 0.8, 1.0, 1.25, 2.0)],
+        "workers": [workers_row("sync, 1 worker (uvicorn)", "sync", 1, [[4], [4]]),
+                    workers_row("sync, 4 workers", "sync", 4, [[2, 1, 1], [1, 1, 1, 1]]),
+                    workers_row("async, 1 worker (uvicorn)", "async", 1, [[4], [4]])],
         "passthrough": passthrough(),
         "loadgen": {"duration": 10, "endpoint": "upstream /work?delay=0",
                     "results": {"sender": {"rps": 5000.0}, "Locust FastHttpUser": {"rps": 3000.0},
@@ -102,7 +118,8 @@ def quick() -> dict:
     }
 
 
-SECTIONS = ("Bursts: makespan vs N", "Steady rate", "Pass-through at zero delay", "Load generators", "Goals")
+SECTIONS = ("Bursts: makespan vs N", "Steady rate", "Workers: sync under gunicorn", "Pass-through at zero delay",
+            "Load generators", "Goals")
 
 
 def sections(text: str) -> dict[str, str]:
@@ -130,6 +147,10 @@ def test_markdown_has_every_section_and_the_verdict(full):
     assert all(f"### `{mode}`" in rates for mode in model.MODES)
     assert "| 0.250 (0.25×) | 0.245 / 0.250 | 1.27 / 1.25 |" in rates
     assert "| 200 (2.00×) | 98.0 / 100 |" in rates and "50.0% / 50.0%" in rates
+    workers = body["Workers: sync under gunicorn"]
+    assert "| sync, 1 worker (uvicorn) | 4 | 4.01 (4.01–4.01) | 4.00 | 4, 4 | 100% | 60 | 58 |" in workers
+    assert "| sync, 4 workers | 4 | 2.01 (1.01–2.01) | 1.00 | 2+1+1, 1+1+1+1 | 50% | 55 / 55 / 55 / 55 | 218 |" in workers
+    assert "| async, 1 worker (uvicorn) | 4 | 1.01 (1.01–1.01) | 1.00 | — | — | 60 | 58 |" in workers
     assert "| receiver | 4,300 | 0.84× | 0.44× | 14.0 | 30.0 | 99% |" in body["Pass-through at zero delay"]
     assert "| sender | 5,000 | 0.91× | 1.67× |" in body["Load generators"]
     goals = body["Goals"]
@@ -162,7 +183,7 @@ def test_a_quick_run_with_gaps_reports_what_was_not_measured(quick):
     assert "quick profile" in text and "not pinned" in text
     body = sections(text)
     assert list(body) == list(SECTIONS)
-    for name in ("Steady rate", "Pass-through at zero delay", "Load generators"):
+    for name in ("Steady rate", "Workers: sync under gunicorn", "Pass-through at zero delay", "Load generators"):
         assert body[name].strip() == "not measured in this run.", name
     assert "| 2 | 2.01 / — |" in body["Bursts: makespan vs N"]  # the model's value is null
     assert "| 1000 | — / 1,000¹ |" in body["Bursts: makespan vs N"]

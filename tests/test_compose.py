@@ -152,6 +152,29 @@ def test_every_mode_in_containers_matches_the_model(lab, mode):
     assert modes == [mode]
 
 
+def test_workers_in_containers_serve_side_by_side_and_count_right(lab):
+    # RECEIVER_WORKERS=4 RECEIVER_MODE=sync docker compose up -d: gunicorn with four workers,
+    # its metrics files on the container's tmpfs (the root filesystem stays read-only).
+    lab.compose("up", "-d", "--wait", *SERVICES, RECEIVER_MODE="sync", RECEIVER_WORKERS="4", timeout=180)
+    since = time.monotonic()
+    info = json.loads(get(f"{lab.receiver}/info")[1])
+    assert (info["mode"], info["server"], info["workers"]) == ("sync", "gunicorn", 4)
+    makespans = [burst(lab)[1] for _ in range(3)]
+    # One process would take N·D; four workers take less (their loops block side by side),
+    # though rarely the even spread's D (README: "More processes").
+    assert max(makespans) < N * D - 0.5 * D, makespans
+    time.sleep(5)  # two scrapes
+    window = f"{int(time.monotonic() - since)}s"  # this receiver's life only: earlier ones had the same labels
+    served = instant(lab.prometheus, 'receiver_info{server="gunicorn", workers="4", mode="sync"}')
+    assert len(served) == 1
+    concurrent = instant(lab.prometheus, 'max_over_time(upstream_http_requests_in_flight_peak{caller="sync"}[1m])')
+    assert float(concurrent[0]["value"][1]) >= 2  # more than one blocking call at once: impossible with one loop
+    resets = instant(lab.prometheus, f"sum(resets(receiver_http_requests_total[{window}]))")
+    assert float(resets[0]["value"][1]) == 0
+    counted = instant(lab.prometheus, f'sum(increase(receiver_http_requests_total{{route="/tasks/{{name}}"}}[{window}]))')
+    assert float(counted[0]["value"][1]) >= 3 * N - 0.5
+
+
 def test_every_dashboard_query_has_data(lab):
     # Steady traffic for the rate() windows: the sender recreated with a short interval.
     lab.compose("up", "-d", "--wait", *SERVICES, RECEIVER_MODE="mixed", SENDER_INTERVAL="1", timeout=180)

@@ -97,3 +97,46 @@ def test_a_burst_is_answered_in_request_order():
     for mode, caps in BURST_CASES:
         simulated = model.simulate(mode, [0.0] * 6, 1.0, caps)
         assert simulated == sorted(simulated)
+
+
+# W workers (RECEIVER_WORKERS): each its own receiver; the model's assumption is an even spread.
+
+@pytest.mark.parametrize(
+    "mode, n, workers, expected",
+    [
+        ("sync", 4, 4, [1, 1, 1, 1]),  # the point of workers: ⌈N/W⌉·D
+        ("sync", 8, 4, [1, 1, 1, 1, 2, 2, 2, 2]),
+        ("sync", 5, 2, [1, 1, 2, 2, 3]),
+        ("async", 8, 2, [1] * 8),
+        ("mixed", 4, 2, [2, 2, 3, 3]),  # (⌈N/W⌉+1)·D
+        ("threaded", 5, 2, [1, 1, 1, 1, 2]),  # T = 2 per worker: 3 on one worker take two rounds
+    ],
+)
+def test_workers_share_a_burst_evenly_in_the_model(mode, n, workers, expected):
+    caps = model.Caps(pool_limit=100, threads=2 if mode == "threaded" else 40, workers=workers)
+    assert model.completion_times(mode, n, 1.0, caps) == expected
+    assert model.even_spread(n, workers) == sorted(model.even_spread(n, workers), reverse=True)
+    assert sum(model.even_spread(n, workers)) == n
+
+
+def test_an_uneven_spread_takes_as_long_as_the_busiest_worker():
+    caps = model.Caps(100, 40, workers=4)
+    assert model.makespan_spread("sync", [2, 1, 1, 0], 1.0, caps) == 2
+    assert model.makespan_spread("sync", [4], 1.0, caps) == model.makespan("sync", 4, 1.0, model.Caps(100, 40))
+    assert model.completion_times_spread("sync", [3, 1], 0.5, caps) == [0.5, 0.5, 1.0, 1.5]
+
+
+@pytest.mark.parametrize("loads", [[1, 1, 1, 1], [2, 1, 1], [3, 1], [4], [3, 3, 2], [2, 2, 2, 2]])
+def test_the_spread_is_read_back_from_sync_completion_times(loads):
+    times = model.completion_times_spread("sync", loads, 0.5, model.Caps(100, 40, 4))
+    noisy = [t * 1.01 + 0.003 * k for k, t in enumerate(times)]  # each answer a little late, as measured
+    assert model.sync_loads(noisy, 0.5) == loads
+
+
+def test_capacity_grows_with_workers_and_the_simulation_models_one():
+    one, four = model.Caps(100, 40), model.Caps(100, 40, workers=4)
+    assert [model.capacity(m, 1.0, four) for m in model.MODES] == [4 * model.capacity(m, 1.0, one) for m in model.MODES]
+    assert model.Caps.from_info({"pool_limit": 100, "threads": 40, "workers": 4}) == four
+    assert model.Caps.from_info({"pool_limit": 100, "threads": 40}) == one  # a receiver from before workers
+    with pytest.raises(ValueError, match="one worker"):
+        model.steady_state("sync", 0.5, 1.0, four, duration=10)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import re
+import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from lab import model
 from tests.conftest import require_tool, run_service, scrape, value
+from tests.dashboard_check import instant
 from tools.processes import Service, get, sender_once
 
 TASKS = "/tasks/{name}"
@@ -50,7 +56,7 @@ def test_the_master_serves_every_workers_counts(workers, tmp_path):
     info = json.loads(get(f"{receiver.url}/info")[1])
     assert (info["server"], info["workers"]) == ("gunicorn", 4)
     before = scrape(receiver.metrics_url)
-    assert value(before, "receiver_info", mode="async", server="gunicorn", workers="4", threads="40",
+    assert value(before, "receiver_info", mode="async", server="gunicorn", workers="4", accept="shared", threads="40",
                  pool_limit="100", requests_pool="10", upstream_url=info["upstream_url"],
                  upstream_timeout="130.0") == 1.0
 
@@ -97,3 +103,102 @@ def test_sync_workers_serve_side_by_side_and_metrics_answer_while_all_block(work
     after = scrape(receiver.metrics_url)
     assert value(after, "receiver_http_requests_in_flight") == 0
     assert value(after, "receiver_event_loop_blocked_seconds") < 0.5
+
+
+@pytest.mark.parametrize("accept", ["shared", "reuseport"])
+def test_four_sync_workers_take_a_burst_of_four_side_by_side(workers, accept):
+    receiver, upstream = workers("sync", 4, 0.5, RECEIVER_ACCEPT=accept)
+    assert json.loads(get(f"{receiver.url}/info")[1])["accept"] == accept
+    answers = burst(receiver, 4)
+    loads = model.sync_loads(answers, 0.5)
+    # The model's even spread would answer all four at D. The kernel hands a burst's
+    # connections out unevenly (measured: mostly 2+1+1 or 3+1, sometimes 1+1+1+1; README,
+    # "More processes"), and each worker serves its share one D after another: the answers
+    # follow the model for the spread that happened.
+    assert sum(loads) == 4 and len(loads) <= 4
+    expected = model.completion_times_spread("sync", loads, 0.5, model.Caps(100, 40, 4))
+    assert all(e * 0.9 <= a <= e * 1.1 + 0.15 for a, e in zip(answers, expected)), (answers, expected)
+    # Independent of those times: upstream saw as many blocking calls at once as workers got requests.
+    peak = value(scrape(upstream.metrics_url), "upstream_http_requests_in_flight_peak", caller="sync")
+    assert peak == len(loads), (peak, loads)
+    if accept == "shared":  # a hash can put all four on one worker (1 in 64); a shared socket never did here
+        assert len(loads) >= 2 and max(answers) < 4 * 0.5 - 0.25  # faster than one process
+
+
+def worker_pids(master: Service) -> set[int]:
+    children = Path(f"/proc/{master.process.pid}/task/{master.process.pid}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def wait_for(check, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return check()
+
+
+def test_a_killed_worker_leaves_no_stale_gauge_and_is_replaced(workers):
+    receiver, _ = workers("sync", 2, 2.0)
+    sending = threading.Thread(target=burst, args=(receiver, 2))
+    sending.start()  # may fail: one of its requests dies with the worker
+    assert wait_for(lambda: value(scrape(receiver.metrics_url), "receiver_http_requests_in_flight") >= 1)
+    before = worker_pids(receiver)
+    assert len(before) == 2
+    busy = before.pop()
+    os.kill(busy, signal.SIGKILL)  # whatever it held in flight dies with it
+    sending.join()
+    assert wait_for(lambda: len(worker_pids(receiver) - {busy}) == 2)  # gunicorn started a new one
+    assert wait_for(lambda: value(scrape(receiver.metrics_url), "receiver_http_requests_in_flight") == 0, 5)
+    assert get(f"{receiver.url}/tasks/after?delay=0")[0] == 200
+
+
+def test_recycled_workers_never_take_counts_away(workers, prometheus_for):
+    receiver, _ = workers("async", 2, 0.0, RECEIVER_MAX_REQUESTS="20")
+    prometheus = prometheus_for({"receiver": receiver.metrics_port})
+    seen, pids, answered, cut = [], set(), 0, 0
+    for _ in range(20):  # 400 requests, 20 a worker's life: workers are recycled again and again
+        for i in range(20):
+            try:
+                answered += get(f"{receiver.url}/tasks/t{i}")[0] == 200
+            except (http.client.RemoteDisconnected, ConnectionResetError):
+                # A connection the leaving worker had accepted but not read yet is closed or
+                # reset unanswered (uvicorn's shutdown): recycling can lose a request. Found
+                # here; the hardening work (graceful shutdown) is where it gets fixed.
+                cut += 1
+            pids |= worker_pids(receiver)
+        seen.append(value(scrape(receiver.metrics_url), "receiver_http_requests_total",
+                          mode="async", route=TASKS, status="200"))
+        time.sleep(1.0)  # the run spans a dozen of Prometheus' 2 s scrapes
+    time.sleep(2.5)  # one more scrape after the last request
+    assert len(pids) >= 12  # at least 10 recycles: new processes took over
+    assert cut <= len(pids)  # at most one a recycle
+    assert seen == sorted(seen) and seen[-1] == answered == 400 - cut  # never backwards, nothing lost
+    # What a real Prometheus saw, scrape after scrape: not one counter reset.
+    for name in ("receiver_http_requests_total", "receiver_http_request_duration_seconds_count",
+                 "receiver_upstream_call_duration_seconds_count"):
+        resets = instant(prometheus, f"sum(resets({name}[5m]))")
+        assert resets and float(resets[0]["value"][1]) == 0, (name, resets)
+        samples = instant(prometheus, f"min(count_over_time({name}[5m]))")
+        assert float(samples[0]["value"][1]) >= 8, (name, samples)  # every series scraped throughout the run
+
+
+@pytest.mark.parametrize("mode, count, n, delay", [("async", 4, 40, 1.5), ("sync", 2, 4, 1.0)])
+def test_sigterm_drains_every_workers_requests(workers, mode, count, n, delay):
+    receiver, _ = workers(mode, count, delay)
+    result: dict[str, list[float]] = {}
+    sending = threading.Thread(target=lambda: result.setdefault("answers", burst(receiver, n)))
+    sending.start()
+    assert wait_for(lambda: value(scrape(receiver.metrics_url), "receiver_http_requests_in_flight")
+                    >= (n if mode == "async" else count), timeout=10)
+    during = scrape(receiver.metrics_url)
+    # More than one worker holds requests: the largest one worker holds is less than the sum.
+    assert value(during, "receiver_http_requests_in_flight_peak") < value(during, "receiver_http_requests_in_flight")
+    stopping = time.monotonic()
+    receiver.process.send_signal(signal.SIGTERM)
+    sending.join()
+    assert len(result.get("answers", [])) == n  # every request answered 200 (burst() checks)
+    assert receiver.process.wait(timeout=n * delay + 10) == 0
+    # Gone once the last answer is out: no worker waited for its graceful timeout (135 s).
+    assert time.monotonic() - stopping < max(result["answers"]) + 5

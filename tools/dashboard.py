@@ -230,9 +230,11 @@ def target(ref: int, expr: str, legend: str, instant: bool = False) -> dict[str,
 def build() -> dict[str, Any]:
     panels = [
         panel(
-            1, "Receiver mode", "The RECEIVER_MODE the receiver runs in now (its receiver_info metric).",
+            1, "Receiver mode", "The RECEIVER_MODE the receiver runs in now, and how it is served: uvicorn "
+            "with one process, or gunicorn with RECEIVER_WORKERS uvicorn workers (its receiver_info metric).",
             0, 0, 4, 9, type="stat", datasource=DATASOURCE,
-            targets=[target(0, "max by (mode) (receiver_info)", "{{mode}}", instant=True)],
+            targets=[target(0, "max by (mode, server, workers) (receiver_info)",
+                            "{{mode}} · {{server}} ×{{workers}}", instant=True)],
             options={"textMode": "name", "colorMode": "background", "graphMode": "none",
                      "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
         ),
