@@ -122,6 +122,9 @@ class Gunicorn(BaseApplication):
             "accesslog": "-" if s.receiver_access_log else None,
             "errorlog": "-",
             "loglevel": s.log_level,
+            # gunicorn's control socket (gunicornc) would go to ~/.gunicorn: one path shared by
+            # every gunicorn of the user (the tests run several), and read-only in the container.
+            "control_socket_disable": True,
             "when_ready": self.when_ready,
             "child_exit": self.child_exit,
         }

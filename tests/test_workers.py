@@ -52,7 +52,10 @@ def test_workers_need_a_metrics_directory():
 
 
 def test_the_master_serves_every_workers_counts(workers, tmp_path):
-    receiver, _ = workers("async", 4, 0.2)
+    home = tmp_path / "home"
+    home.mkdir()
+    receiver, _ = workers("async", 4, 0.2, HOME=str(home))
+    assert list(home.iterdir()) == []  # no gunicorn control socket: nothing left in the user's home
     info = json.loads(get(f"{receiver.url}/info")[1])
     assert (info["server"], info["workers"]) == ("gunicorn", 4)
     before = scrape(receiver.metrics_url)
