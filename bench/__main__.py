@@ -46,7 +46,7 @@ class Profile:
 
 
 FULL = Profile("full", 1.0, (1, 2, 4, 10, 40, 100, 400, 1000), 120.0, (0.25, 0.5, 0.8, 1.0, 1.25, 2.0), 20.0,
-               (4.0, 8), (5.0, 3), 5)
+               (4.0, 8), (3.0, 6), 5)
 # About three minutes: a smoke run that writes every file and reports every goal. Its D is a
 # quarter of the goals' D, its runs short: its verdicts are not the benchmark's.
 QUICK = Profile("quick", 0.25, (1, 2, 10, 100), 30.0, (0.5, 0.8, 2.0), 5.0, (3.0, 1), (3.0, 1), 2)

@@ -1,12 +1,15 @@
 """python -m bench.references.trivial: a trivial endpoint for load generators (not part of the lab).
 
 aiohttp.web answering every GET (any path, so the sender's /tasks/taskK?delay=... too) with
-the seed's body at once: no upstream, no metrics, no logs. About 27k req/s on one core here,
-well above what any of the load generators it measures can send.
+the seed's body at once: no upstream, no metrics, no logs. It runs on uvloop: it must outrun
+every load generator it measures, or the fastest two stop at its ceiling and their ratio says
+nothing (seen on asyncio's loop on a slow day: the sender and the bare aiohttp loop both near
+13-14k req/s).
 """
 
 import os
 
+import uvloop
 from aiohttp import web
 
 BODY = b'{"res":{"message":"success"}}'
@@ -19,4 +22,5 @@ async def answer(request: web.Request) -> web.Response:
 if __name__ == "__main__":
     app = web.Application()
     app.router.add_get("/{tail:.*}", answer)  # /healthz included
-    web.run_app(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ["PORT"]), access_log=None, print=None)
+    web.run_app(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ["PORT"]), access_log=None, print=None,
+                loop=uvloop.new_event_loop())
