@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import aiohttp
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 from prometheus_client import REGISTRY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +32,10 @@ Delay = Annotated[
     float | None,
     Query(ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="Seconds upstream waits; its default if absent."),
 ]
+
+
+class ErrorBody(BaseModel):
+    error: str
 
 
 class HttpMetrics:
@@ -89,15 +94,33 @@ def create_app(settings: Settings) -> FastAPI:
         with suppress(KeyError):  # unregistered already (a second app in this process)
             REGISTRY.unregister(IN_FLIGHT)
 
-    @app.get("/tasks/{name}")
+    limit = settings.receiver_max_in_flight
+    busy = 0  # /tasks requests this process is working on (RECEIVER_MAX_IN_FLIGHT counts these)
+    overloaded = {"error": f"the receiver is working on RECEIVER_MAX_IN_FLIGHT={limit} requests already: "
+                           "retry later, or raise the limit"}
+
+    @app.get("/tasks/{name}", responses={
+        502: {"description": "upstream refused, failed or answered 5xx", "model": ErrorBody},
+        503: {"description": "RECEIVER_MAX_IN_FLIGHT requests in flight already: answered at once", "model": ErrorBody},
+        504: {"description": "upstream did not answer within RECEIVER_UPSTREAM_TIMEOUT", "model": ErrorBody},
+    })
     async def task(name: TaskName, request: Request, delay: Delay = None) -> Response:
+        nonlocal busy
+        if limit and busy >= limit:
+            # Shed at once: a queue without bound only makes every later answer later. A sync
+            # loop never gets here while it is blocked: its backlog waits unread in the kernel.
+            log.info("Send %s error 503: %d in flight", name, busy)
+            return JSONResponse(overloaded, status_code=503, headers={"Retry-After": "1"})
         log.info("Received %s Request!!", name)
         url = work_url if delay is None else f"{work_url}?delay={delay:g}"
+        busy += 1
         try:
             await handle(request.app.state.clients, url)
         except UpstreamError as exc:
             log.info("Send %s error %d: %s", name, exc.status, exc.detail)
             return JSONResponse({"error": exc.detail}, status_code=exc.status)
+        finally:
+            busy -= 1
         log.info("Send %s response", name)
         return Response(SEED_BODY, media_type="application/json")
 

@@ -20,6 +20,9 @@ class Settings(ServiceSettings):
     receiver_upstream_timeout: PositiveSeconds = 130.0  # every upstream call, in seconds
     # uvicorn's access line; off by default: "Send task1 response" already says it (at LOG_LEVEL=info)
     receiver_access_log: bool = False
+    # Most GET /tasks requests a receiver process works on at once; one more is answered 503
+    # at once (with Retry-After) instead of joining a queue without bound. 0: no limit.
+    receiver_max_in_flight: Annotated[int, Field(ge=0, le=100_000)] = 0
     # The HTTP metrics (requests, duration, in flight) and the per-call upstream histogram.
     # false leaves them out, so the benchmark can measure what they cost; /metrics still
     # answers (receiver_info, the event-loop probe).
@@ -62,7 +65,8 @@ class Settings(ServiceSettings):
 
     def knobs(self) -> dict[str, object]:
         """What it logs and measures, not how it calls upstream: in /info, not in receiver_info's labels."""
-        return {"log_level": self.log_level, "access_log": self.receiver_access_log, "metrics": self.receiver_metrics}
+        return {"log_level": self.log_level, "access_log": self.receiver_access_log, "metrics": self.receiver_metrics,
+                "max_in_flight": self.receiver_max_in_flight}
 
     @property
     def server(self) -> str:

@@ -28,6 +28,9 @@ COMPARE = [f"receiver-{mode}" for mode in model.MODES] + ["sender-compare"]
 N, D = 4, 0.5
 
 
+BASE_IMAGES = ("PYTHON_IMAGE", "PROMETHEUS_IMAGE")  # what the build and the stack need besides this repository
+
+
 def docker_ready() -> str | None:
     """Why Docker cannot be used here, or None if it can."""
     docker = shutil.which("docker")
@@ -38,6 +41,30 @@ def docker_ready() -> str | None:
     if subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode:
         return "no Docker engine is running"
     return None
+
+
+def pinned(variable: str, environ: dict[str, str]) -> str:
+    """The image a base-image variable names: the environment's, else .env's."""
+    if environ.get(variable):
+        return environ[variable]
+    for line in (ROOT / ".env").read_text().splitlines():
+        if line.startswith(f"{variable}="):
+            return line.split("=", 1)[1].strip()
+    raise KeyError(f".env names no {variable}")
+
+
+def images_missing(environ: dict[str, str]) -> str | None:
+    """Why the lab's images cannot be built here (a base image is not on this engine), or None.
+
+    The tests never pull: `docker compose pull` does where a registry can be reached, and
+    scripts/offline-images.sh builds stand-ins where none can (one line says which to run).
+    """
+    missing = [name for name in (pinned(v, environ) for v in BASE_IMAGES)
+               if subprocess.run(["docker", "image", "inspect", name], capture_output=True, timeout=30).returncode]
+    if not missing:
+        return None
+    return (f"this Docker engine lacks {', '.join(missing)}: run `docker compose pull` where a registry can be "
+            "reached, or `eval \"export $(scripts/offline-images.sh | tail -1)\"` where none can, then make test")
 
 
 class Lab:
@@ -82,7 +109,7 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab():
-    reason = docker_ready()
+    reason = docker_ready() or images_missing(dict(os.environ))
     if reason:
         if STRICT:
             pytest.fail(f"{reason}; LAB_STRICT=1 makes this a failure (see .ci/run)")
@@ -117,6 +144,19 @@ def burst(lab: Lab) -> tuple[str, float, float, list[float]]:
     for name in (f"task{i}" for i in range(1, N + 1)):
         assert f"--- {name} Send!!" in out and f"--- {name} status = 200" in out
     return summary[2], float(summary[1]), float(summary[3]), sorted(answers)
+
+
+def test_missing_images_skip_with_one_line_saying_what_to_run():
+    reason = docker_ready()
+    if reason:
+        (pytest.fail if STRICT else pytest.skip)(reason)
+    bogus = {**os.environ, "PYTHON_IMAGE": "lab-test/never-built:0", "PROMETHEUS_IMAGE": "lab-test/never-built:1"}
+    reason = images_missing(bogus)
+    assert reason is not None and "\n" not in reason, reason
+    for part in ("lab-test/never-built:0, lab-test/never-built:1", "docker compose pull", "scripts/offline-images.sh"):
+        assert part in reason, reason
+    if STRICT:  # CI built the stand-ins first: nothing is missing, and the lab tests below run
+        assert images_missing(dict(os.environ)) is None
 
 
 def test_lab_comes_up_healthy(lab):

@@ -16,6 +16,8 @@ CASES = [
     ("receiver", "RECEIVER_UPSTREAM_TIMEOUT", "0", ["greater than 0"]),
     ("receiver", "RECEIVER_UPSTREAM_TIMEOUT", "nan", ["finite number"]),
     ("receiver", "UPSTREAM_URL", "ftp://example", ["URL scheme should be 'http' or 'https'"]),
+    ("receiver", "RECEIVER_MAX_IN_FLIGHT", "-5", ["greater than or equal to 0"]),
+    ("receiver", "RECEIVER_ACCEPT", "roundrobin", ["'shared' or 'reuseport'"]),
     ("receiver", "PORT", "70000", ["less than or equal to 65535"]),
     ("upstream", "UPSTREAM_DELAY", "-1", ["greater than or equal to 0"]),
     ("upstream", "UPSTREAM_DELAY", "abc", ["valid number"]),
