@@ -1,6 +1,8 @@
 """python -m receiver: settings, logging, then uvicorn (metrics from a thread) or gunicorn workers."""
 
 import logging
+import math
+import signal
 
 import uvicorn
 
@@ -39,6 +41,11 @@ def main() -> None:
     from receiver.app import create_app
 
     metrics.serve(settings.metrics_port, settings.host)
+    # uvicorn drains on SIGTERM/SIGINT (stops accepting, finishes what is in flight), then
+    # raises the signal again for the handler found before it ran: this one, so a drained
+    # receiver exits 0 (compose: "exited (0)", not 143) instead of dying by the signal.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: None)
     app = create_app(settings)
     tune_gc()  # a burst of 1,000 keeps 1,000 requests' objects alive at once
     uvicorn.run(
@@ -55,6 +62,9 @@ def main() -> None:
         # uvicorn's default, named: the model (lab/simulate.py) counts on it to know when
         # a request comes on a new connection, which costs it a loop turn more.
         timeout_keep_alive=KEEP_ALIVE,
+        # On SIGTERM, wait this long for requests in flight (each ends by the upstream
+        # timeout anyway); compose's stop_grace_period is longer.
+        timeout_graceful_shutdown=math.ceil(settings.receiver_upstream_timeout) + 5,
     )
 
 

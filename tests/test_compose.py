@@ -250,6 +250,19 @@ def test_compare_profile_shows_every_mode_side_by_side(lab):
     assert set(bursts) == set(model.MODES) and max(bursts.values()) - min(bursts.values()) <= 1, bursts
 
 
+def test_every_service_stops_with_exit_0(lab):
+    # docker stop: SIGTERM, the grace period, then SIGKILL (137). Each of the lab's services
+    # drains and exits 0 on the SIGTERM (the receiver was 143 before: uvicorn re-raised it).
+    lab.compose("--profile", "compare", "stop", timeout=300)
+    out = lab.compose("--profile", "compare", "ps", "-a", "--format", "json").stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+    if len(rows) == 1 and isinstance(rows[0], list):
+        rows = rows[0]
+    codes = {row["Service"]: row["ExitCode"] for row in rows}
+    assert set(codes) >= {"upstream", "prometheus", *COMPARE}, codes
+    assert all(code == 0 for code in codes.values()), codes
+
+
 def test_down_leaves_nothing_behind(lab):  # last: it takes the lab down
     lab.compose("down", "-v", "--remove-orphans", timeout=120)
     assert lab.leftovers() == [], "docker compose down -v left these behind"

@@ -25,8 +25,10 @@ def main() -> None:
     # (aiohttp's default, 128, drops SYNs that come back a second later).
     app = create_app(settings)
     tune_gc()
+    # shutdown_timeout: on SIGTERM the longest call a caller may ask for still finishes
+    # (aiohttp's default, 60 s, would cut one of UPSTREAM_MAX_DELAY=120 s short).
     web.run_app(app, host=settings.host, port=settings.port, access_log=None, print=None,
-                backlog=4096)
+                backlog=4096, shutdown_timeout=settings.upstream_max_delay + settings.upstream_jitter + 5)
 
 
 if __name__ == "__main__":
