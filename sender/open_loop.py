@@ -12,6 +12,7 @@ counted late. The hot path does no logging, no formatting and no `.labels()`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -36,6 +37,9 @@ INFO_TIMEOUT = 5.0  # seconds a periodic /info read may take (a loaded sync rece
 OPEN_LOOP_NAME = "rate"  # {name} in SENDER_PATH for open-loop requests
 
 TICK = 0.001  # the shortest sleep between batches, in seconds
+# Seconds a stopping sender (SIGTERM, SIGINT) waits for the requests it has in flight before
+# it cuts them and prints its summary: under the 10 s docker stop gives before its SIGKILL.
+DRAIN = 8.0
 monotonic = time.monotonic
 current_task = asyncio.current_task
 
@@ -158,16 +162,23 @@ class Plan:
 class OpenLoop:
     """One open-loop run over some targets."""
 
-    def __init__(self, targets: list[RateTarget], plan: Plan, keep_records: bool = False):
+    def __init__(self, targets: list[RateTarget], plan: Plan, keep_records: bool = False,
+                 stop: asyncio.Event | None = None):
         self.targets = targets
         self.plan = plan
         self.keep_records = keep_records
         self.pending: set[asyncio.Task] = set()
         self.start = math.nan
         self.rates = Rates()
+        self.stop = stop or asyncio.Event()
+        self.cut = 0  # requests still in flight when the run ended, cancelled unanswered
 
     async def run(self) -> None:
-        """Send the whole schedule (or until cancelled), then wait for what is in flight."""
+        """Send the whole schedule (or until stopped), then wait for what is in flight.
+
+        Stopped (self.stop set): nothing more is sent, and what is in flight gets DRAIN
+        seconds instead of the request timeout.
+        """
         plan = self.plan
         for t in self.targets:
             t.records = [] if self.keep_records else None
@@ -178,11 +189,23 @@ class OpenLoop:
             self.start = monotonic()
             for t in self.targets:
                 t.deadline = self.start + plan.duration if plan.duration > 0 else math.inf
-            await self.schedule(plan.offsets())
+            scheduling = asyncio.ensure_future(self.schedule(plan.offsets()))
+            stopping = asyncio.ensure_future(self.stop.wait())
+            try:
+                await asyncio.wait({scheduling, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                if not scheduling.done():  # stopped (or cancelled): send nothing more
+                    scheduling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await scheduling
+            if not scheduling.cancelled():
+                scheduling.result()  # a schedule that failed says so
             if self.pending:
-                await asyncio.wait(self.pending, timeout=plan.timeout + 1.0)
+                await asyncio.wait(self.pending, timeout=DRAIN if self.stop.is_set() else plan.timeout + 1.0)
         finally:
             ticker.cancel()
+            self.cut = sum(not task.done() for task in self.pending)
             for task in list(self.pending):
                 task.cancel()
             for t in self.targets:

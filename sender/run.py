@@ -14,11 +14,53 @@ from pathlib import Path
 from sender import report
 from sender.burst import predict, run_burst
 from sender.metrics import BURST_SIZE, BURSTS, LOOP_LAG, MAKESPAN, PREDICTED, Rates, publish
-from sender.open_loop import OPEN_LOOP_NAME, WINDOW, OpenLoop, Plan, RateTarget
+from sender.open_loop import DRAIN, OPEN_LOOP_NAME, WINDOW, OpenLoop, Plan, RateTarget
 from sender.settings import Settings
 from sender.target import Target, session_for
 
 log = logging.getLogger("sender")
+
+
+class Stop:
+    """The first SIGTERM or SIGINT: send nothing more, give what is in flight DRAIN seconds,
+    then the summary and exit 0. The second: stop at once."""
+
+    def __init__(self, task: asyncio.Task):
+        self.requested = asyncio.Event()
+        self._task = task
+
+    def __call__(self) -> None:
+        if self.requested.is_set():
+            self._task.cancel()
+            return
+        log.info("sender: stopping: nothing more is sent; what is in flight gets %gs", DRAIN)
+        self.requested.set()
+
+
+async def finish(work: asyncio.Future, stop: asyncio.Event) -> bool:
+    """Wait for work; if a stop comes first, for DRAIN seconds more. False: cut (cancelled)."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if not work.done():
+        await asyncio.wait({work}, timeout=DRAIN)
+    if work.done():
+        return True
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    return False
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep for seconds, or less if a stop comes: True if it did."""
+    try:
+        await asyncio.wait_for(stop.wait(), max(0.0, seconds))
+    except TimeoutError:
+        return stop.is_set()
+    return True
 
 
 def prefixes(bases: list[str]) -> list[str]:
@@ -26,7 +68,7 @@ def prefixes(bases: list[str]) -> list[str]:
     return [""] * len(bases) if len(bases) == 1 else [f"[{base}] " for base in bases]
 
 
-async def run_bursts(settings: Settings, once: bool, json_path: Path | None) -> int:
+async def run_bursts(settings: Settings, once: bool, json_path: Path | None, stop: asyncio.Event) -> int:
     n, delay, bases = settings.sender_concurrency, settings.sender_delay, settings.receiver_bases
     several = len(bases) > 1
     async with contextlib.AsyncExitStack() as stack:
@@ -47,10 +89,14 @@ async def run_bursts(settings: Settings, once: bool, json_path: Path | None) -> 
                     ticker = asyncio.create_task(tick_rates(rates, targets, n / settings.sender_interval))
                 predictions = [predict(t.info, n, delay) for t in targets]
                 start = time.perf_counter()  # every target's burst starts at this same moment
-                bursts = await asyncio.gather(*(
+                sending = asyncio.gather(*(
                     run_burst(t.session, t.base, n, delay, mode=t.mode, start=start, prefix=t.prefix)
                     for t in targets
                 ))
+                if not await finish(sending, stop):
+                    log.info("sender: stopped: burst %d cut after %gs more with requests unanswered", number, DRAIN)
+                    return 0
+                bursts = sending.result()
                 rounds = list(zip(targets, bursts, predictions))
                 for t, burst, prediction in rounds:
                     BURSTS.labels(t.mode).inc()
@@ -71,7 +117,9 @@ async def run_bursts(settings: Settings, once: bool, json_path: Path | None) -> 
                     return 0
                 # Bursts never overlap: a late burst pushes the next one back.
                 next_start = max(next_start + settings.sender_interval, time.monotonic())
-                await asyncio.sleep(next_start - time.monotonic())
+                if await stopped_within(stop, next_start - time.monotonic()):
+                    log.info("sender: stopped after %d burst(s)", number)
+                    return 0
         finally:
             if ticker is not None:
                 ticker.cancel()
@@ -83,7 +131,7 @@ async def tick_rates(rates: Rates, targets: list[Target], offered_each: float) -
         rates.publish([t.mode for t in targets], offered_each)
 
 
-async def run_rate(settings: Settings, once: bool, json_path: Path | None) -> int:
+async def run_rate(settings: Settings, once: bool, json_path: Path | None, stop: asyncio.Event) -> int:
     plan = Plan.of(settings)
     bases = settings.receiver_bases
     async with contextlib.AsyncExitStack() as stack:
@@ -103,11 +151,14 @@ async def run_rate(settings: Settings, once: bool, json_path: Path | None) -> in
             f", seed {plan.seed}" if plan.arrivals == "poisson" else "",
             f"for {plan.duration:g}s" if plan.duration else "until stopped", plan.max_in_flight,
         )
-        run = OpenLoop(targets, plan, keep_records=json_path is not None)
+        run = OpenLoop(targets, plan, keep_records=json_path is not None, stop=stop)
         await run.run()
         seconds = run.elapsed()
         for t in targets:
             log.info(report.final_line(t, plan, seconds))
+        if run.cut:
+            log.info("sender: %d request(s) still in flight after %gs were cut unanswered (sent = answered + cut)",
+                     run.cut, DRAIN)
         if once:
             print(report.table(targets, plan), flush=True)
             if json_path is not None:
@@ -123,25 +174,27 @@ def write_json(path: Path, document: dict) -> None:
     path.write_text(json.dumps(document, separators=(",", ":")) + "\n")
 
 
-async def run(settings: Settings, once: bool, json_path: Path | None = None) -> int:
+async def run(settings: Settings, once: bool, json_path: Path | None = None, stop: asyncio.Event | None = None) -> int:
     probe = asyncio.create_task(LOOP_LAG.run())
+    stop = stop or asyncio.Event()
     try:
         if settings.open_loop:
-            return await run_rate(settings, once, json_path)
-        return await run_bursts(settings, once, json_path)
+            return await run_rate(settings, once, json_path, stop)
+        return await run_bursts(settings, once, json_path, stop)
     finally:
         probe.cancel()
 
 
 async def until_stopped(settings: Settings, once: bool, json_path: Path | None) -> int:
-    """run(), ended cleanly by SIGTERM (docker stop) or SIGINT (Ctrl-C)."""
+    """run(), ended cleanly by SIGTERM (docker stop) or SIGINT (Ctrl-C): see Stop."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
+    stop = Stop(task)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop)
     try:
-        return await run(settings, once, json_path)
+        return await run(settings, once, json_path, stop.requested)
     except asyncio.CancelledError:
         log.info("sender: stopped")
         return 0

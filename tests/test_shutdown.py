@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import threading
 import time
@@ -10,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from tools.processes import sender_once
+from tools.processes import Service, sender_once
 
 N, D = 100, 2.0
 
@@ -35,3 +36,42 @@ def test_sigterm_drains_every_request_in_flight_and_exits_0(start, tmp_path, sto
     assert statuses == {200: N}, statuses  # every request in flight was finished, none cut
     assert code == 0, victim.log()[-2000:]  # drained: a clean exit, not death by the signal
     assert stopped_after < D / 2 + 1.0  # gone as soon as the last answer is out
+
+
+def stop_sender_after(sender: Service, seconds: float) -> tuple[int, float, str]:
+    """SIGTERM to a running sender after seconds: its exit code, how long it took, its log."""
+    try:
+        time.sleep(seconds)
+        signalled = time.monotonic()
+        sender.process.send_signal(signal.SIGTERM)
+        code = sender.process.wait(timeout=20)
+        return code, time.monotonic() - signalled, sender.log()
+    finally:
+        sender.stop()
+
+
+def test_a_stopped_open_loop_sender_waits_for_its_requests_and_prints_its_summary(start, tmp_path):
+    upstream = start("upstream", UPSTREAM_DELAY="1.0", LOG_LEVEL="warning")
+    receiver = start("receiver", RECEIVER_MODE="async", UPSTREAM_URL=upstream.url, LOG_LEVEL="warning")
+    sender = Service("sender", {"RECEIVER_URL": receiver.url, "SENDER_RATE": "20", "LOG_LEVEL": "info"},
+                     tmp_path / "sender.log").start()
+    code, took, log = stop_sender_after(sender, 3.0)
+    assert code == 0, log
+    assert 0.5 < took < 2.5, log  # it waited for the last second's requests (D = 1 s), not for nothing
+    line = re.search(r"rate \S+: done mode=async scheduled=(\d+) sent=(\d+) ok=(\d+) errors=(\d+) dropped=(\d+)", log)
+    assert line, log  # the summary, as at the end of a run
+    scheduled, sent, ok, errors, dropped = map(int, line.groups())
+    assert sent == ok and errors == dropped == 0 and 50 <= sent <= 70, line[0]  # every request sent was answered
+    assert "cut unanswered" not in log
+
+
+def test_a_stopped_burst_sender_finishes_its_burst(start, tmp_path):
+    upstream = start("upstream", UPSTREAM_DELAY="1.0", LOG_LEVEL="warning")
+    receiver = start("receiver", RECEIVER_MODE="sync", UPSTREAM_URL=upstream.url, LOG_LEVEL="warning")
+    sender = Service("sender", {"RECEIVER_URL": receiver.url, "SENDER_CONCURRENCY": "4", "SENDER_INTERVAL": "30",
+                                "LOG_LEVEL": "info"}, tmp_path / "sender.log").start()
+    code, took, log = stop_sender_after(sender, 2.0)  # the sync burst takes 4 s
+    assert code == 0, log
+    assert "=== burst 1: N=4" in log and "failed=0" in log, log  # the burst went on to its end, and its line
+    assert "stopped after 1 burst(s)" in log and "burst 2" not in log
+    assert took < 4.0, log
