@@ -31,7 +31,8 @@ class ServiceSettings(BaseSettings):
     # env_ignore_empty: a variable set to "" (as compose passes an unset knob) means "use the default".
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True, env_ignore_empty=True)
 
-    host: str = "127.0.0.1"
+    # The address to listen on: an IP address or a host name (compose: 0.0.0.0).
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:-]{1,253}$")] = "127.0.0.1"
     metrics_port: Port
     # info: the seed's per-request lines ("Received task1 Request!!"), the lab's lesson;
     # warning silences them (the benchmark's quiet services).

@@ -226,9 +226,17 @@ def test_every_dashboard_query_has_data(lab):
 
 
 def test_containers_run_as_non_root(lab):
-    for service in ("upstream", "receiver", "sender"):
+    for service in ("upstream", "receiver", "sender", "prometheus"):
         uid = lab.compose("exec", "-T", service, "id", "-u").stdout.strip()
         assert uid not in ("", "0"), service
+    # and as compose says: read-only, no capabilities, limited, logs rotated
+    for service in ("upstream", "receiver", "sender", "prometheus"):
+        cid = lab.ids()[service]
+        host = json.loads(subprocess.run(["docker", "inspect", "--format", "{{json .HostConfig}}", cid],
+                                         capture_output=True, text=True, check=True).stdout)
+        assert host["ReadonlyRootfs"] and host["CapDrop"] == ["ALL"], service
+        assert host["Memory"] > 0 and host["NanoCpus"] > 0, service
+        assert host["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}, service
 
 
 def test_compare_profile_shows_every_mode_side_by_side(lab):

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -62,6 +63,40 @@ def test_compose_file_follows_the_rules():
         assert published[f"receiver-{mode}"] == [(f"RECEIVER_{mode.upper()}", str(8010 + i), "8000")]
         assert env[f"HOST_RECEIVER_{mode.upper()}_PORT"] == str(8010 + i)
     assert published["sender-compare"] == []
+
+
+def test_every_container_is_hardened_limited_and_rotates_its_logs():
+    for name, service in COMPOSE["services"].items():
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert service.get("logging") == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}, name
+        assert 0 < float(service.get("cpus", 0)) <= 2, name
+        assert re.fullmatch(r"\d+[mg]", str(service.get("mem_limit", ""))), name
+        assert service.get("read_only") is True or name == "grafana", f"{name}: root filesystem writable"
+        user = service.get("user")
+        assert user is None or not str(user).split(":")[0] in ("0", "root"), name
+    # The images that are not ours name their (non-root) user here, so the check above sees it.
+    assert COMPOSE["services"]["prometheus"]["user"] == "65534:65534"
+    assert COMPOSE["services"]["grafana"]["user"] == "472"
+    for name in ("receiver", "upstream"):  # drained on docker stop before the SIGKILL (tests/test_shutdown.py)
+        assert COMPOSE["services"][name]["stop_grace_period"] == "310s"
+
+
+def test_hadolint_finds_nothing_in_the_dockerfiles():
+    hadolint = shutil.which("hadolint", path=str(ROOT / ".venv/bin")) or require_tool("hadolint")
+    for service in PYTHON_SERVICES:
+        done = subprocess.run([hadolint, "--no-color", str(ROOT / service / "Dockerfile")], capture_output=True,
+                              text=True)
+        assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
+
+
+def test_yamllint_finds_nothing_in_the_yaml():
+    files = subprocess.run(["git", "ls-files", "*.yml", "*.yaml", ".*.yaml"], cwd=ROOT, capture_output=True,
+                           text=True).stdout.split()
+    assert "docker-compose.yml" in files and "prometheus/prometheus.yml" in files
+    done = subprocess.run([sys.executable, "-m", "yamllint", "--strict", "-f", "parsable", *files], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_profiles_single_by_default_and_compare_side_by_side():
