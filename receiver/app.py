@@ -100,6 +100,8 @@ def create_app(settings: Settings) -> FastAPI:
                            "retry later, or raise the limit"}
 
     @app.get("/tasks/{name}", responses={
+        400: {"description": "upstream refused the call (a delay above its UPSTREAM_MAX_DELAY): its 4xx passes "
+                             "through", "model": ErrorBody},
         502: {"description": "upstream refused, failed or answered 5xx", "model": ErrorBody},
         503: {"description": "RECEIVER_MAX_IN_FLIGHT requests in flight already: answered at once", "model": ErrorBody},
         504: {"description": "upstream did not answer within RECEIVER_UPSTREAM_TIMEOUT", "model": ErrorBody},

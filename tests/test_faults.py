@@ -1,0 +1,89 @@
+"""Upstream down or hung: the receiver answers 502 or 504 in every mode, the sender counts each
+outcome and keeps going, and nothing is left behind once upstream is back."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from lab import model
+from tools.processes import Service, get, sender_once
+
+RATE, DOWN_AT, DOWN_FOR, RECOVERY, TAIL = 20, 5.0, 30.0, 15.0, 5.0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_upstream_down_for_30_s_under_a_fixed_rate(start, tmp_path):
+    upstream = start("upstream", UPSTREAM_DELAY="0.05", LOG_LEVEL="warning")
+    receiver = start("receiver", RECEIVER_MODE="async", UPSTREAM_URL=upstream.url, RECEIVER_UPSTREAM_TIMEOUT="2",
+                     LOG_LEVEL="warning")
+    get(f"{receiver.url}/tasks/warm")  # the pool opened, as it would be
+    fds_before = open_fds(receiver.process.pid)
+    duration = DOWN_AT + DOWN_FOR + RECOVERY + TAIL
+    out = tmp_path / "rate.json"
+    done: dict = {}
+    sending = threading.Thread(target=lambda: done.setdefault("run", sender_once(
+        receiver.url, timeout=duration + 60, args=("--json", str(out)), SENDER_RATE=str(RATE),
+        SENDER_DURATION=f"{duration:g}", SENDER_TIMEOUT="10", LOG_LEVEL="warning")))
+    started = time.monotonic()
+    sending.start()
+    time.sleep(DOWN_AT)
+    upstream.process.send_signal(signal.SIGKILL)  # gone: connections refused, pooled ones dead
+    upstream.process.wait()
+    down_from = time.monotonic() - started
+    time.sleep(DOWN_FOR)
+    back = Service("upstream", {"UPSTREAM_DELAY": "0.05", "LOG_LEVEL": "warning"}, tmp_path / "upstream-back.log",
+                   port=upstream.port, metrics_port=upstream.metrics_port).start().wait_healthy()
+    back_at = time.monotonic() - started
+    try:
+        sending.join()
+    finally:
+        back.stop()
+    run = done["run"]
+    target = json.loads(out.read_text())["targets"][0]
+    records = target["records"]  # [offset from start, latency or None, status]
+
+    # The sender kept going: every scheduled request sent and accounted for, by outcome.
+    assert target["dropped"] == 0 and target["sent"] == len(records), run.stdout[-2000:]
+    outcomes = Counter(str(status) for _, _, status in records)
+    assert set(outcomes) <= {"200", "502"}, outcomes  # refused upstream: 502, never a hang or a crash
+    assert sum(outcomes.values()) == target["sent"] == sum(target["answered"].values())
+    # While upstream was down: 502s, fast (a refused connection costs nothing to wait for).
+    # Offsets count from the sender's own start, a moment after `started`: margins of 2 s.
+    down = [(latency, status) for offset, latency, status in records if down_from + 0.5 < offset < back_at - 2.0]
+    assert len(down) >= RATE * (DOWN_FOR - 3) and all(status == 502 for _, status in down), Counter(s for _, s in down)
+    assert model.quantile(sorted(latency for latency, _ in down), 0.99) <= 0.1
+    # Back: within RECOVERY seconds nearly everything succeeds again.
+    after = [status for offset, _, status in records if offset > back_at + RECOVERY]
+    assert after and after.count(200) / len(after) >= 0.99, Counter(after)
+    # Nothing left behind: the receiver holds no more descriptors (sockets) than before.
+    time.sleep(1)
+    assert open_fds(receiver.process.pid) <= fds_before + 2, (fds_before, open_fds(receiver.process.pid))
+
+
+@pytest.mark.parametrize("mode", model.MODES)
+def test_a_hung_upstream_gets_504_at_the_timeout_in_every_mode(start, mode):
+    upstream = start("upstream", UPSTREAM_DELAY="0", LOG_LEVEL="warning")
+    receiver = start("receiver", RECEIVER_MODE=mode, UPSTREAM_URL=upstream.url, RECEIVER_UPSTREAM_TIMEOUT="1.5",
+                     LOG_LEVEL="warning")
+    assert get(f"{receiver.url}/tasks/warm")[0] == 200
+    upstream.process.send_signal(signal.SIGSTOP)  # hung: connections accepted by the kernel, never answered
+    try:
+        began = time.monotonic()
+        status, body = get(f"{receiver.url}/tasks/hung", timeout=10)
+        took = time.monotonic() - began
+    finally:
+        upstream.process.send_signal(signal.SIGCONT)
+    assert status == 504 and "within 1.5s" in json.loads(body)["error"], body
+    assert 1.5 - 0.1 <= took <= 1.5 + 0.5, took  # at the timeout, not before and not much after
+    assert get(f"{receiver.url}/tasks/again")[0] == 200  # upstream back: served again
