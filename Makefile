@@ -14,7 +14,7 @@ POOL_LIMIT ?= 100
 
 REQUIREMENTS := requirements-dev.txt constraints.txt upstream/requirements.txt receiver/requirements.txt sender/requirements.txt
 
-.PHONY: help venv bench-venv test bench bench-quick profile demo upstream receiver sender constraints clean
+.PHONY: help venv bench-venv test bench bench-quick soak profile demo upstream receiver sender constraints clean
 
 help:
 	@echo "make test                  run every test (creates .venv first)"
@@ -23,6 +23,7 @@ help:
 	@echo "make bench                 measure every mode against the model, write tables, charts, goals (~25 min)"
 	@echo "                           DELAY=1 (DELAY=10: the seed's), OUT=bench-results/full"
 	@echo "make bench-quick           the same in about 3 minutes (a smoke run: goals reported, not enforced)"
+	@echo "make soak                  30 minutes at half capacity: memory, errors and series checked (SOAK_ARGS=--minutes 5)"
 	@echo "make upstream|receiver|sender   run one service in the foreground (configure by environment)"
 	@echo "make constraints           re-pin constraints.txt from the current .venv"
 	@echo "make clean                 remove .venv and caches"
@@ -49,6 +50,9 @@ bench: $(VENV)/.bench-installed
 
 bench-quick: $(VENV)/.bench-installed
 	$(PY) -m bench --quick $(if $(OUT),--out $(OUT)) $(BENCH_ARGS)
+
+soak: $(VENV)/.bench-installed
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 demo: $(VENV)/.installed
 	$(PY) -m tools.demo --mode $(MODE) --delay $(DELAY) -n $(N) --threads $(THREADS) --pool-limit $(POOL_LIMIT)

@@ -27,15 +27,20 @@ class Services:
 
     def start(self, module: str, role: str | None, **env: str) -> Service:
         """role: "server" (the core under test), "load" (upstream and load generators), None (not pinned)."""
+        service = self.start_unchecked(module, role, **env)
+        try:
+            return service.wait_healthy(timeout=30)
+        except RuntimeError as exc:
+            raise BenchError(f"{module} did not start: {exc}") from None
+
+    def start_unchecked(self, module: str, role: str | None, **env: str) -> Service:
+        """start() without waiting for /healthz: for a service that serves none (the sender)."""
         cpus = set(self.cpus[role]) if self.cpus and role else None
         self.count += 1
         name = f"{module.rsplit('.', 1)[-1]}-{self.count}"
         service = Service(module, {"LOG_LEVEL": "warning", **env}, self.logs / f"{name}.log", cpus=cpus)
         self.started.append(service)
-        try:
-            return service.start().wait_healthy(timeout=30)
-        except RuntimeError as exc:
-            raise BenchError(f"{module} did not start: {exc}") from None
+        return service.start()
 
     def stop(self, service: Service) -> None:
         service.stop()
