@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.run import BenchError, Services, sender
 from lab import model
-from tools.processes import Service
+from tools.processes import Service, children
 
 
 @dataclass(frozen=True)
@@ -81,11 +81,11 @@ def memory(service: Service) -> dict[str, Any]:
     them; the PSS sum is what they cost the machine together.
     """
     pid = service.process.pid
-    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    workers = [round(rss_mb(c), 1) for c in children]
+    forked = children(pid)
+    workers = [round(rss_mb(c), 1) for c in forked]
     return {"main_mb": round(rss_mb(pid), 1), "workers_mb": workers,
             "total_mb": round(rss_mb(pid) + sum(workers), 1),
-            "pss_total_mb": round(sum(pss_mb(p) for p in (pid, *children)), 1)}
+            "pss_total_mb": round(sum(pss_mb(p) for p in (pid, *forked)), 1)}
 
 
 def measure(config: Config, receiver: Service, delay: float, repeats: int, out: Path,

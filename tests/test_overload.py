@@ -7,19 +7,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
+from bench.workers import rss_mb
 from tests.conftest import scrape, value
 from tools.processes import get, sender_once
 
 TASKS = "/tasks/{name}"
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError(f"process {pid} has no VmRSS")
 
 
 def test_a_burst_beyond_the_limit_gets_503s_at_once(start, tmp_path):

@@ -10,14 +10,13 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from lab import model
 from tests.conftest import require_tool, run_service, scrape, value
 from tests.dashboard_check import instant
-from tools.processes import Service, get, sender_once
+from tools.processes import Service, children, get, sender_once
 
 TASKS = "/tasks/{name}"
 
@@ -129,8 +128,7 @@ def test_four_sync_workers_take_a_burst_of_four_side_by_side(workers, accept):
 
 
 def worker_pids(master: Service) -> set[int]:
-    children = Path(f"/proc/{master.process.pid}/task/{master.process.pid}/children").read_text().split()
-    return {int(pid) for pid in children}
+    return set(children(master.process.pid))
 
 
 def wait_for(check, timeout: float = 20.0) -> bool:

@@ -44,6 +44,11 @@ def pinned_to(cpus: Iterable[int] | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, cores)
 
 
+def children(pid: int) -> list[int]:
+    """The pids of the processes pid forked (gunicorn's workers, say), from /proc."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
 def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     """GET url; the status and body, also for 4xx/5xx answers."""
     try:
