@@ -41,6 +41,8 @@ CALLER_HEADER = "X-Lab-Mode"
 
 # How far back the in-flight peak looks, in seconds: longer than any scrape interval.
 PEAK_WINDOW = 5.0
+# ...to within this many seconds (the peak is kept per slot of this length).
+PEAK_SLOT = 0.25
 
 # How often the event-loop probe wakes up, in seconds.
 PROBE_INTERVAL = 0.05
@@ -68,21 +70,20 @@ class InFlight(Collector):
     upstream's peak is 1 in sync mode and N in async mode. Change it from one thread only
     (the event loop); reading it from the metrics thread is safe.
 
-    It is on every request's path, so changing it takes no lock: entering adds one, and
-    leaving records the value it ends (a sliding-window maximum, see __exit__) before taking
-    one off. A reader reads the value first, then a copy of the record, made in one C call.
+    It is on every request's path, so changing it takes no lock and little work: entering
+    adds one; leaving keeps the highest value that ended in the current slot (PEAK_SLOT
+    seconds) and takes one off. The first exit after a slot's end files the slot away with
+    its end time. So the peak's window is PEAK_WINDOW to within one slot.
     """
 
     def __init__(self, name: str, documentation: str, registry: CollectorRegistry | None = REGISTRY):
         self.name = name
         self.documentation = documentation
         self.value = 0
-        # (time, value) pairs: each value that ended at that time, values falling from left
-        # to right. A value that has not ended yet is self.value; one that rose to a higher
-        # one is recorded when that one ends, which dominates it. So the peak over a window
-        # is the larger of the current value and the recorded values that ended within it.
-        self._maxima: deque[tuple[float, int]] = deque()
-        if registry is not None:  # None: counted by an InFlightBy
+        self._high = 0  # the highest value that ended in the current slot
+        self._slot_end = 0.0  # when the current slot ends (time.perf_counter())
+        self._slots: deque[tuple[float, int]] = deque()  # (end, highest) of earlier slots, oldest first
+        if registry is not None:  # None: counted by an InFlightBy or a receiver's HttpMetrics
             registry.register(self)
 
     def __enter__(self) -> "InFlight":
@@ -90,20 +91,33 @@ class InFlight(Collector):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        now = time.monotonic()
-        ending = self.value
-        maxima = self._maxima
-        while maxima and maxima[-1][1] <= ending:  # dominated: older and not higher
-            maxima.pop()
-        maxima.append((now, ending))  # recorded before the value drops: a reader never misses it
-        self.value = ending - 1
-        while maxima[0][0] < now - PEAK_WINDOW:  # out of every window from now on
-            maxima.popleft()
+        self.leave(time.perf_counter())
 
-    def peak(self) -> int:
-        value = self.value  # first the value, then the record it may have just been added to
-        since = time.monotonic() - PEAK_WINDOW
-        return max([value, *(v for t, v in self._maxima.copy() if t >= since)])
+    def leave(self, now: float) -> None:
+        """One request ended at `now` (time.perf_counter())."""
+        ending = self.value
+        if now >= self._slot_end:
+            self._file_slot(now)
+        if ending > self._high:
+            self._high = ending
+        self.value = ending - 1
+
+    def _file_slot(self, now: float) -> None:
+        slots = self._slots
+        if self._high:
+            slots.append((self._slot_end, self._high))  # filed before _high is reset: a reader never misses it
+        self._high = 0
+        self._slot_end = now + PEAK_SLOT
+        while slots and slots[0][0] < now - PEAK_WINDOW - PEAK_SLOT:  # out of every window from now on
+            slots.popleft()
+
+    def peak(self, now: float | None = None) -> int:
+        """The highest value over the PEAK_WINDOW seconds up to now (time.perf_counter(), by default)."""
+        # In this order: a slot filed meanwhile is in the copy of _slots made after reading _high.
+        value, high, slot_end = self.value, self._high, self._slot_end
+        since = (time.perf_counter() if now is None else now) - PEAK_WINDOW
+        recent = [h for end, h in self._slots.copy() if end >= since]
+        return max(value, high if slot_end >= since else 0, *recent)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(self.name, self.documentation, value=self.value)
@@ -133,8 +147,8 @@ class SharedInFlight(InFlight):
         self._current.inc()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        super().__exit__()
+    def leave(self, now: float) -> None:
+        super().leave(now)
         self._current.dec()
 
     def refresh(self) -> None:

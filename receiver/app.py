@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
@@ -19,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lab import SEED_BODY
 from lab.metrics import MAX_SECONDS
 from receiver.clients import UpstreamError, open_clients
-from receiver.metrics import DURATION, IN_FLIGHT, INFO, LOOP_LAG, REQUESTS
+from receiver.metrics import HTTP, INFO, LOOP_LAG
 from receiver.modes import HANDLERS
 from receiver.settings import Settings
 
@@ -38,12 +37,11 @@ class ErrorBody(BaseModel):
     error: str
 
 
-class HttpMetrics:
+class MetricsMiddleware:
     """Pure ASGI middleware (BaseHTTPMiddleware would cost most of the throughput).
 
-    Counts and times every request under its route template, and keeps the in-flight gauge.
-    labels() is a single dict lookup on the values as given (receiver/metrics.py keeps the
-    children), so calling it on every request costs less than the counting itself.
+    Counts and times every request under its route template, and keeps the in-flight gauge:
+    two calls a request into receiver.metrics.HTTP.
     """
 
     def __init__(self, app: ASGIApp, mode: str):
@@ -53,7 +51,7 @@ class HttpMetrics:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = time.perf_counter()
+        started = HTTP.begin()
         status = 500
 
         def send_and_record(message: Message) -> Awaitable[None]:
@@ -63,13 +61,10 @@ class HttpMetrics:
                 status = message["status"]
             return send(message)
 
-        with IN_FLIGHT:
-            try:
-                await self.app(scope, receive, send_and_record)
-            finally:
-                route = getattr(scope.get("route"), "path", "unmatched")  # a template, never a raw path
-                REQUESTS.labels(self.mode, route, status).inc()
-                DURATION.labels(self.mode, route).observe(time.perf_counter() - started)
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            HTTP.end(self.mode, getattr(scope.get("route"), "path", "unmatched"), status, started)  # a template
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -89,10 +84,10 @@ def create_app(settings: Settings) -> FastAPI:
     # no OpenTelemetry provider is configured, yet FastAPI would look for one on every request.
     app = FastAPI(title="receiver", lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False})
     if settings.receiver_metrics:
-        app.add_middleware(HttpMetrics, mode=settings.receiver_mode)
-    else:  # leave out the in-flight gauge too: nothing would keep it, it would only say 0
-        with suppress(KeyError):  # unregistered already (a second app in this process)
-            REGISTRY.unregister(IN_FLIGHT)
+        app.add_middleware(MetricsMiddleware, mode=settings.receiver_mode)
+    else:  # leave out the HTTP series: nothing would keep them, the in-flight gauge would only say 0
+        with suppress(KeyError):  # unregistered already (a second app in this process), or shared
+            REGISTRY.unregister(HTTP)
 
     limit = settings.receiver_max_in_flight
     busy = 0  # /tasks requests this process is working on (RECEIVER_MAX_IN_FLIGHT counts these)

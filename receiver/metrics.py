@@ -1,11 +1,14 @@
 """The receiver's metrics.
 
-The three series written on every request (requests, their duration, each upstream call)
-are lean collectors rather than prometheus-client's Counter and Histogram: the same names,
-labels and exposition, but an observation is one bisect and two additions under a lock.
-Measured with bench.passthrough (RECEIVER_METRICS on and off, interleaved rounds, async
-mode at zero delay), metrics cost about 7% of the receiver's CPU per request with
-prometheus-client's calls and about 3-4% with these.
+The series written on every request are lean collectors rather than prometheus-client's
+Counter, Histogram and Gauge: the same names, labels and exposition, for less work per
+request. HttpMetrics keeps the three HTTP series (requests, their duration, in flight) in
+one object that the middleware calls twice a request: one count per bucket per (route,
+status), from which both the counter and the histogram are served, and no lock, since only
+the event loop writes them. The upstream-call histogram takes a lock: in threaded mode
+several threads write it. Measured with bench.passthrough (RECEIVER_METRICS on and off,
+interleaved rounds, async mode at zero delay), metrics cost about 7% of the receiver's CPU
+per request with prometheus-client's calls; see the README's goal report for these.
 
 Under gunicorn (RECEIVER_WORKERS > 1) each worker is a process of its own, and these take
 their shared form (lab.metrics.shared): prometheus-client's classes in multiprocess mode,
@@ -15,11 +18,12 @@ served by the gunicorn master (receiver/workers.py).
 from __future__ import annotations
 
 import threading
+import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, Info
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
@@ -27,18 +31,18 @@ from lab import metrics
 from lab.metrics import BUCKETS, InFlight, LoopLag, SharedInFlight
 
 
-class CounterChild:
-    """One labelled counter. inc() is safe from any thread."""
+def bounds_of(buckets: Sequence[float]) -> tuple[float, ...]:
+    """Upper bounds, sorted, ending in +Inf: counts[bisect_left(bounds, v)] is v's bucket (le=b counts v <= b)."""
+    return tuple(sorted(float(b) for b in buckets if b != INF)) + (INF,)
 
-    __slots__ = ("value", "_lock")
 
-    def __init__(self) -> None:
-        self.value = 0.0
-        self._lock = threading.Lock()
-
-    def inc(self, amount: float = 1.0) -> None:
-        with self._lock:
-            self.value += amount
+def cumulative(les: Sequence[str], counts: Sequence[int]) -> list[tuple[str, int]]:
+    """Per-bucket counts as a histogram's cumulative (le, count) pairs."""
+    total, out = 0, []
+    for le, count in zip(les, counts):
+        total += count
+        out.append((le, total))
+    return out
 
 
 class HistogramChild:
@@ -48,7 +52,7 @@ class HistogramChild:
 
     def __init__(self, bounds: tuple[float, ...]) -> None:
         self._bounds = bounds
-        self._counts = [0] * len(bounds)  # per bucket, not cumulative: le=b counts values <= b
+        self._counts = [0] * len(bounds)  # per bucket, not cumulative
         self._sum = 0.0
         self._lock = threading.Lock()
 
@@ -63,76 +67,41 @@ class HistogramChild:
             return list(self._counts), self._sum
 
 
-class _Labelled(Collector):
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry):
+class LabelledHistogram(Collector):
+    """A histogram with labels, like prometheus_client.Histogram's, for less work per observation."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
+                 buckets: Sequence[float] = BUCKETS, registry: CollectorRegistry = REGISTRY):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], CounterChild | HistogramChild] = {}
-        # The same children by the values as callers pass them (a status as an int, say):
-        # labels() on the hot path is one dict lookup, with no str() and no tuple of strings.
-        self._given: dict[tuple[object, ...], CounterChild | HistogramChild] = {}
+        self.bounds = bounds_of(buckets)
+        self._les = [floatToGoString(b) for b in self.bounds]
+        self._children: dict[tuple[str, ...], HistogramChild] = {}
+        # The same children by the values as callers pass them: labels() on the hot path is
+        # one dict lookup, with no str() and no tuple of strings.
+        self._given: dict[tuple[object, ...], HistogramChild] = {}
         self._lock = threading.Lock()
         registry.register(self)
 
-    def labels(self, *given: object) -> CounterChild | HistogramChild:
-        """The child for these label values, as callers pass them (a status as an int, say)."""
-        child = self._given.get(given)  # the hot path: one dict lookup, no str(), no new tuple of strings
+    def labels(self, *given: object) -> HistogramChild:
+        """The child for these label values, as callers pass them."""
+        child = self._given.get(given)
         return child if child is not None else self._add(given)
 
-    def _add(self, given: tuple[object, ...]) -> CounterChild | HistogramChild:
+    def _add(self, given: tuple[object, ...]) -> HistogramChild:
         values = tuple(map(str, given))
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
         with self._lock:
-            child = self._given[given] = self._children.setdefault(values, self._make())
+            child = self._given[given] = self._children.setdefault(values, HistogramChild(self.bounds))
         return child
-
-    def _make(self) -> CounterChild | HistogramChild:
-        raise NotImplementedError
-
-    def _items(self) -> list[tuple[tuple[str, ...], CounterChild | HistogramChild]]:
-        return list(self._children.items())  # one C call: safe while the loop adds a child
-
-
-class LabelledCounter(_Labelled):
-    """A counter with labels (exposed as `<name>_total`), like prometheus_client.Counter's."""
-
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
-                 registry: CollectorRegistry = REGISTRY):
-        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
-
-    def _make(self) -> CounterChild:
-        return CounterChild()
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in self._items():
-            family.add_metric(values, child.value)
-        yield family
-
-
-class LabelledHistogram(_Labelled):
-    """A histogram with labels, like prometheus_client.Histogram's."""
-
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
-                 buckets: Sequence[float] = BUCKETS, registry: CollectorRegistry = REGISTRY):
-        super().__init__(name, documentation, labelnames, registry)
-        self.bounds = tuple(sorted(float(b) for b in buckets if b != INF)) + (INF,)
-        self._les = [floatToGoString(b) for b in self.bounds]
-
-    def _make(self) -> HistogramChild:
-        return HistogramChild(self.bounds)
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        for values, child in self._items():
+        for values, child in list(self._children.items()):  # one C call: safe while a child is added
             counts, total = child.snapshot()
-            cumulative, buckets = 0, []
-            for le, count in zip(self._les, counts):
-                cumulative += count
-                buckets.append((le, cumulative))
-            family.add_metric(values, buckets, total)
+            family.add_metric(values, cumulative(self._les, counts), total)
         yield family
 
 
@@ -149,19 +118,98 @@ _UPSTREAM_CALLS = (
     ["client", "outcome"],
 )
 
+
+class Answered:
+    """The requests answered with one (mode, route, status): how many per duration bucket, and their total time."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * buckets
+        self.sum = 0.0
+
+
+class HttpMetrics(Collector):
+    """The receiver's HTTP series, kept by its middleware: begin() when a request comes, end() when answered.
+
+    receiver_http_requests_total{mode,route,status} and receiver_http_request_duration_seconds
+    {mode,route} come from the same counts (a histogram per status, summed over statuses), and
+    receiver_http_requests_in_flight(_peak) from an InFlight. Written by the event loop only,
+    so without a lock; the metrics thread reads copies, each made in one C call.
+    """
+
+    def __init__(self, buckets: Sequence[float] = BUCKETS, registry: CollectorRegistry | None = REGISTRY):
+        self.bounds = bounds_of(buckets)
+        self._les = [floatToGoString(b) for b in self.bounds]
+        self.in_flight = InFlight(*_IN_FLIGHT, registry=None)
+        self._answered: dict[tuple[str, str, int], Answered] = {}
+        if registry is not None:
+            registry.register(self)
+
+    def begin(self) -> float:
+        """A request came in: the time to hand to end()."""
+        self.in_flight.value += 1
+        return time.perf_counter()
+
+    def end(self, mode: str, route: str, status: int, started: float) -> None:
+        """The request begun at `started` was answered with `status` (route: a template, never a raw path)."""
+        now = time.perf_counter()
+        seconds = now - started
+        answered = self._answered.get((mode, route, status))
+        if answered is None:
+            answered = self._answered[(mode, route, status)] = Answered(len(self.bounds))
+        answered.counts[bisect_left(self.bounds, seconds)] += 1
+        answered.sum += seconds
+        self.in_flight.leave(now)
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily | GaugeMetricFamily]:
+        name, documentation, labels = _REQUESTS
+        requests = CounterMetricFamily(name, documentation, labels=labels)
+        by_route: dict[tuple[str, str], tuple[list[int], float]] = {}
+        for (mode, route, status), answered in list(self._answered.items()):
+            counts, total = list(answered.counts), answered.sum
+            requests.add_metric([mode, route, str(status)], sum(counts))
+            before, before_total = by_route.get((mode, route), ([0] * len(counts), 0.0))
+            by_route[(mode, route)] = [a + b for a, b in zip(before, counts)], before_total + total
+        name, documentation, labels = _DURATION
+        duration = HistogramMetricFamily(name, documentation, labels=labels)
+        for (mode, route), (counts, total) in by_route.items():
+            duration.add_metric([mode, route], cumulative(self._les, counts), total)
+        yield requests
+        yield duration
+        yield from self.in_flight.collect()
+
+
+class SharedHttpMetrics:
+    """HttpMetrics' calls on prometheus-client's classes in multiprocess mode (a worker under gunicorn).
+
+    Their values live in files under PROMETHEUS_MULTIPROC_DIR that the serving process sums
+    over the workers.
+    """
+
+    def __init__(self) -> None:
+        self.requests = Counter(*_REQUESTS)
+        self.duration = Histogram(*_DURATION, buckets=BUCKETS)
+        self.in_flight = SharedInFlight(*_IN_FLIGHT)
+
+    def begin(self) -> float:
+        self.in_flight.__enter__()
+        return time.perf_counter()
+
+    def end(self, mode: str, route: str, status: int, started: float) -> None:
+        now = time.perf_counter()
+        self.requests.labels(mode, route, str(status)).inc()
+        self.duration.labels(mode, route).observe(now - started)
+        self.in_flight.leave(now)
+
+
 if metrics.shared:
-    # A worker under gunicorn: prometheus-client's own classes, whose values live in files
-    # under PROMETHEUS_MULTIPROC_DIR that the serving process sums over the workers.
-    REQUESTS: LabelledCounter | Counter = Counter(*_REQUESTS)
-    DURATION: LabelledHistogram | Histogram = Histogram(*_DURATION, buckets=BUCKETS)
-    IN_FLIGHT: InFlight = SharedInFlight(*_IN_FLIGHT)
+    HTTP: HttpMetrics | SharedHttpMetrics = SharedHttpMetrics()
     UPSTREAM_CALLS: LabelledHistogram | Histogram = Histogram(*_UPSTREAM_CALLS, buckets=BUCKETS)
 else:
-    REQUESTS = LabelledCounter(*_REQUESTS)
-    DURATION = LabelledHistogram(*_DURATION)
-    IN_FLIGHT = InFlight(*_IN_FLIGHT)
+    HTTP = HttpMetrics()
     UPSTREAM_CALLS = LabelledHistogram(*_UPSTREAM_CALLS)
 LOOP_LAG = LoopLag("receiver")
-if isinstance(IN_FLIGHT, SharedInFlight):
-    LOOP_LAG.on_tick.append(IN_FLIGHT.refresh)
+if isinstance(HTTP, SharedHttpMetrics):
+    LOOP_LAG.on_tick.append(HTTP.in_flight.refresh)
 INFO = Info("receiver", "The receiver's mode and the caps that shape it.")

@@ -99,6 +99,7 @@ class Service:
     metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     cpus: set[int] | None = None  # pin the process (and every thread it starts) to these cores
+    wrapper: Sequence[str] = ()  # a command the process runs under (valgrind, say)
 
     @property
     def url(self) -> str:
@@ -119,7 +120,7 @@ class Service:
         }
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                [*self.wrapper, sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=pinned_to(self.cpus),
             )
         return self
