@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import aiohttp
 import requests
-from requests.adapters import HTTPAdapter
 
 from lab.metrics import CALLER_HEADER
+from receiver.deadline import WATCHDOG, WatchedAdapter
 from receiver.metrics import UPSTREAM_CALLS
 from receiver.settings import Settings
 
@@ -47,7 +47,7 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
     http.headers.update(caller)
     # pool_block=False is requests' default: more calls than the pool holds open extra
     # connections and drop them afterwards (urllib3 warns "Connection pool is full").
-    http.mount("http://", HTTPAdapter(pool_maxsize=settings.receiver_requests_pool))
+    http.mount("http://", WatchedAdapter(pool_maxsize=settings.receiver_requests_pool))
     threads = ThreadPoolExecutor(settings.receiver_threads, thread_name_prefix="requests")
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session:
         try:
@@ -67,17 +67,23 @@ def check(status: int, body: bytes) -> None:
 
 
 def call_with_requests(clients: Clients, url: str) -> None:
-    """One upstream call with requests. Blocks the calling thread until it is done."""
+    """One upstream call with requests. Blocks the calling thread until it is done, at most clients.timeout."""
     started = time.perf_counter()
     outcome = "error"
     try:
-        try:
-            response = clients.http.get(url, timeout=clients.timeout)
-        except requests.Timeout:
-            outcome = "timeout"
-            raise UpstreamError(504, f"upstream did not answer within {clients.timeout:g}s", "timeout") from None
-        except requests.RequestException as exc:
-            raise UpstreamError(502, f"upstream unreachable: {exc}") from None
+        with WATCHDOG.call(clients.timeout) as call:  # requests' timeout is per read: the watchdog bounds the call
+            try:
+                response = clients.http.get(url, timeout=clients.timeout)
+            except requests.RequestException as exc:
+                failed: requests.RequestException | None = exc
+            else:
+                failed = None
+            # Cut at the deadline, an answer may even look whole: its head, then the end of the stream.
+            if call.expired or isinstance(failed, requests.Timeout):
+                outcome = "timeout"
+                raise UpstreamError(504, f"upstream did not answer within {clients.timeout:g}s", "timeout")
+            if failed is not None:
+                raise UpstreamError(502, f"upstream call failed: {failed}")
         check(response.status_code, response.content)
         outcome = "ok"
     finally:
@@ -97,7 +103,7 @@ async def call_with_aiohttp(clients: Clients, url: str) -> None:
             outcome = "timeout"
             raise UpstreamError(504, f"upstream did not answer within {clients.timeout:g}s", "timeout") from None
         except aiohttp.ClientError as exc:
-            raise UpstreamError(502, f"upstream unreachable: {exc}") from None
+            raise UpstreamError(502, f"upstream call failed: {exc}") from None
         check(status, body)
         outcome = "ok"
     finally:

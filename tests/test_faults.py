@@ -1,5 +1,6 @@
-"""Upstream down or hung: the receiver answers 502 or 504 in every mode, the sender counts each
-outcome and keeps going, and nothing is left behind once upstream is back."""
+"""Upstream down, hung, resetting, answering badly or trickling: the receiver answers 502 or 504
+in every mode, the sender counts each outcome and keeps going, and nothing is left behind once
+upstream is back."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ import signal
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from lab import model
+from tools.fault_proxy import FaultProxy
 from tools.processes import Service, get, sender_once
 
 RATE, DOWN_AT, DOWN_FOR, RECOVERY, TAIL = 20, 5.0, 30.0, 15.0, 5.0
@@ -87,3 +88,36 @@ def test_a_hung_upstream_gets_504_at_the_timeout_in_every_mode(start, mode):
     assert status == 504 and "within 1.5s" in json.loads(body)["error"], body
     assert 1.5 - 0.1 <= took <= 1.5 + 0.5, took  # at the timeout, not before and not much after
     assert get(f"{receiver.url}/tasks/again")[0] == 200  # upstream back: served again
+
+
+# What the receiver answers when the proxy between it and upstream breaks the call this way.
+FAULT_ANSWERS = {"reset": 502, "garbage": 502, "truncate": 502, "hang": 504, "trickle": 504}
+FAULT_TIMEOUT = 1.5
+
+
+@pytest.mark.parametrize("mode", model.MODES)
+def test_every_fault_between_receiver_and_upstream_gets_its_answer_in_every_mode(start, mode):
+    """Reset, not HTTP, cut short: 502 at once. Hung or trickling: 504 at the timeout, which for
+    requests is a total deadline too (a trickle never trips its per-read timeout)."""
+    upstream = start("upstream", UPSTREAM_DELAY="0", LOG_LEVEL="warning")
+    with FaultProxy(upstream.url, "pass", trickle=0.1) as proxy:  # 0.1 s a byte: about 15 s for a whole answer
+        receiver = start("receiver", RECEIVER_MODE=mode, UPSTREAM_URL=proxy.url,
+                         RECEIVER_UPSTREAM_TIMEOUT=f"{FAULT_TIMEOUT:g}", LOG_LEVEL="warning")
+        fds_before = open_fds(receiver.process.pid)
+        for fault, expected in FAULT_ANSWERS.items():
+            proxy.fault = fault  # from the next connection on: each fault ends its connection, so the next call opens one
+            began = time.monotonic()
+            status, body = get(f"{receiver.url}/tasks/{fault}", timeout=10)
+            took = time.monotonic() - began
+            assert (status, took < 10) == (expected, True), (fault, status, body)
+            error = json.loads(body)["error"]
+            if expected == 504:
+                assert f"within {FAULT_TIMEOUT:g}s" in error, (fault, error)
+                assert FAULT_TIMEOUT - 0.1 <= took <= FAULT_TIMEOUT + 0.5, (fault, took)
+            else:
+                assert error.startswith("upstream call failed"), (fault, error)
+                assert took < 1.0, (fault, took)  # nothing to wait for
+        proxy.fault = "pass"
+        assert [get(f"{receiver.url}/tasks/after")[0] for _ in range(3)] == [200] * 3  # served again
+        time.sleep(0.5)
+        assert open_fds(receiver.process.pid) <= fds_before + 2, (fds_before, open_fds(receiver.process.pid))
