@@ -204,6 +204,7 @@ class LoopLag(Collector):
         self._namespace = namespace
         self._blocked_name = f"{namespace}_event_loop_blocked_seconds"
         self._due: float | None = None
+        self.interval = PROBE_INTERVAL
         self.on_tick: list[Callable[[], None]] = []  # called at every wake-up, on the loop
         if not shared:
             registry.register(self)  # shared: the serving process computes the gauge (MultiprocessBlocked)
@@ -220,6 +221,11 @@ class LoopLag(Collector):
             self.histogram.observe(max(0.0, time.monotonic() - self._due))
             for tick in self.on_tick:
                 tick()
+
+    @property
+    def due(self) -> float | None:
+        """When the probe is next due (time.monotonic()); None before it first runs."""
+        return self._due
 
     def blocked(self) -> float:
         due = self._due

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any
@@ -18,7 +19,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lab import SEED_BODY
 from lab.metrics import MAX_SECONDS
 from receiver.clients import UpstreamError, open_clients
-from receiver.metrics import HTTP, INFO, LOOP_LAG
+from receiver.culprits import Culprits
+from receiver.metrics import HTTP, INFO, LOOP_BLOCKS, LOOP_LAG, POOLS
 from receiver.modes import HANDLERS
 from receiver.settings import Settings
 
@@ -75,9 +77,15 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         probe = asyncio.create_task(LOOP_LAG.run())
+        culprits = Culprits(LOOP_LAG, LOOP_BLOCKS, settings.loop_block_threshold, settings.loop_culprits_max)
+        if settings.loop_block_threshold > 0:
+            culprits.start(threading.get_ident())  # this thread runs the loop
         async with open_clients(settings) as clients:
             app.state.clients = clients
+            POOLS.source = clients.pools
             yield
+            POOLS.source = None
+        culprits.stop()
         probe.cancel()
 
     # FastAPI's built-in OpenTelemetry stays off: the lab measures with Prometheus, and

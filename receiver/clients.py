@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,13 +29,57 @@ class UpstreamError(Exception):
         self.outcome = outcome
 
 
+class Threads:
+    """threaded mode's pool of RECEIVER_THREADS threads (T), counting the calls it runs and those waiting."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.executor = ThreadPoolExecutor(size, thread_name_prefix="requests")
+        self.submitted = 0  # calls handed to the pool and not yet done: changed on the event loop only
+        self.running = 0  # calls a thread is running: changed by the threads, under the lock
+        self._lock = threading.Lock()
+
+    async def run(self, call: Callable[..., None], *args: object) -> None:
+        self.submitted += 1
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, self._counted, call, *args)
+        finally:
+            self.submitted -= 1
+
+    def _counted(self, call: Callable[..., None], *args: object) -> None:
+        with self._lock:
+            self.running += 1
+        try:
+            call(*args)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
 @dataclass(frozen=True)
 class Clients:
     session: aiohttp.ClientSession  # async, async part of mixed
     http: requests.Session  # sync, threaded, blocking part of mixed
-    threads: ThreadPoolExecutor  # threaded
+    threads: Threads  # threaded
     timeout: float
     metrics: bool = True  # time each call into receiver_upstream_call_duration_seconds
+
+    def pools(self) -> dict[str, tuple[int, int, int]]:
+        """{pool: (busy, waiting, limit)}: the thread pool's threads, and aiohttp's connections (limit 0: none).
+
+        Read when /metrics is scraped, from another thread: nothing is counted per request.
+        aiohttp has no public count of connections in use or calls waiting for one, so its
+        connector's own sets are read (copied first: the event loop may change them meanwhile).
+        """
+        connector = self.session.connector
+        in_use = len(getattr(connector, "_acquired", ()))
+        waiting = sum(len(waiters) for waiters in list(getattr(connector, "_waiters", {}).values()))
+        threads = self.threads
+        running = threads.running
+        return {
+            "threads": (running, max(0, threads.submitted - running), threads.size),
+            "aiohttp": (in_use, waiting, connector.limit if connector is not None else 0),
+        }
 
 
 @asynccontextmanager
@@ -48,12 +94,12 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
     # pool_block=False is requests' default: more calls than the pool holds open extra
     # connections and drop them afterwards (urllib3 warns "Connection pool is full").
     http.mount("http://", WatchedAdapter(pool_maxsize=settings.receiver_requests_pool))
-    threads = ThreadPoolExecutor(settings.receiver_threads, thread_name_prefix="requests")
+    threads = Threads(settings.receiver_threads)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session:
         try:
             yield Clients(session, http, threads, settings.receiver_upstream_timeout, settings.receiver_metrics)
         finally:
-            threads.shutdown(wait=False, cancel_futures=True)
+            threads.executor.shutdown(wait=False, cancel_futures=True)
             http.close()
 
 

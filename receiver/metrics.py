@@ -20,9 +20,9 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
@@ -203,6 +203,47 @@ class SharedHttpMetrics:
         self.in_flight.leave(now)
 
 
+PoolSource = Callable[[], dict[str, tuple[int, int, int]]]  # {pool: (busy, waiting, limit)}
+_POOLS = (
+    ("receiver_pool_busy", "Threads running a call (pool threads) or connections in use (pool aiohttp)."),
+    ("receiver_pool_waiting", "Calls waiting for a thread (pool threads) or for a connection (pool aiohttp)."),
+    ("receiver_pool_limit", "The pool's cap: RECEIVER_THREADS (threads), RECEIVER_POOL_LIMIT (aiohttp; 0: none)."),
+)
+
+
+class Pools(Collector):
+    """The receiver's pools, read from its clients when scraped: nothing is counted per request.
+
+    source() gives {pool: (busy, waiting, limit)}; None until the app has opened its clients.
+    """
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY):
+        self.source: PoolSource | None = None
+        registry.register(self)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pools = self.source() if self.source is not None else {}
+        for i, (name, documentation) in enumerate(_POOLS):
+            family = GaugeMetricFamily(name, documentation, labels=["pool"])
+            for pool, values in pools.items():
+                family.add_metric([pool], values[i])
+            yield family
+
+
+class SharedPools:
+    """Pools for a worker under gunicorn: copied into multiprocess gauges at every tick of the loop probe."""
+
+    def __init__(self) -> None:
+        self.source: PoolSource | None = None
+        self._gauges = [Gauge(name, documentation, ["pool"], multiprocess_mode="livesum")
+                        for name, documentation in _POOLS]
+
+    def refresh(self) -> None:
+        for pool, values in (self.source() if self.source is not None else {}).items():
+            for gauge, value in zip(self._gauges, values):
+                gauge.labels(pool).set(value)
+
+
 if metrics.shared:
     HTTP: HttpMetrics | SharedHttpMetrics = SharedHttpMetrics()
     UPSTREAM_CALLS: LabelledHistogram | Histogram = Histogram(*_UPSTREAM_CALLS, buckets=BUCKETS)
@@ -210,6 +251,15 @@ else:
     HTTP = HttpMetrics()
     UPSTREAM_CALLS = LabelledHistogram(*_UPSTREAM_CALLS)
 LOOP_LAG = LoopLag("receiver")
+POOLS: Pools | SharedPools = SharedPools() if metrics.shared else Pools()
 if isinstance(HTTP, SharedHttpMetrics):
     LOOP_LAG.on_tick.append(HTTP.in_flight.refresh)
+if isinstance(POOLS, SharedPools):
+    LOOP_LAG.on_tick.append(POOLS.refresh)
+LOOP_BLOCKS = Counter(
+    "receiver_event_loop_block_seconds",
+    "Seconds the event loop spent blocked (each block longer than LOOP_BLOCK_THRESHOLD), by the code it "
+    "was stuck in: the innermost frame of the receiver's own code → the call below it (receiver/culprits.py).",
+    ["culprit"],
+)
 INFO = Info("receiver", "The receiver's mode and the caps that shape it.")

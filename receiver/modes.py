@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from lab.model import Mode
@@ -30,7 +29,7 @@ async def mixed(clients: Clients, url: str) -> None:
 async def threaded(clients: Clients, url: str) -> None:
     # Keeps the sync library but runs it in a worker thread: the loop stays free, and at
     # most RECEIVER_THREADS calls run at once.
-    await asyncio.get_running_loop().run_in_executor(clients.threads, call_with_requests, clients, url)
+    await clients.threads.run(call_with_requests, clients, url)
 
 
 Handler = Callable[[Clients, str], Awaitable[None]]

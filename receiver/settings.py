@@ -27,6 +27,11 @@ class Settings(ServiceSettings):
     # false leaves them out, so the benchmark can measure what they cost; /metrics still
     # answers (receiver_info, the event-loop probe).
     receiver_metrics: bool = True
+    # A block of the event loop longer than this many seconds gets the loop's stack sampled,
+    # and its time charged to the code it is stuck in (receiver/culprits.py). 0: off.
+    loop_block_threshold: Annotated[float, Field(ge=0, le=60, allow_inf_nan=False)] = 0.1
+    # Most culprits named in receiver_event_loop_block_seconds_total; any more count as "other".
+    loop_culprits_max: Annotated[int, Field(ge=1, le=1000)] = 20
     # 1: uvicorn, one process, as the seed ran it. Above 1: gunicorn with that many uvicorn
     # workers (W), each its own event loop, and prometheus-client's multiprocess mode.
     receiver_workers: Annotated[int, Field(ge=1, le=64)] = 1
@@ -66,7 +71,8 @@ class Settings(ServiceSettings):
     def knobs(self) -> dict[str, object]:
         """What it logs and measures, not how it calls upstream: in /info, not in receiver_info's labels."""
         return {"log_level": self.log_level, "access_log": self.receiver_access_log, "metrics": self.receiver_metrics,
-                "max_in_flight": self.receiver_max_in_flight}
+                "max_in_flight": self.receiver_max_in_flight, "loop_block_threshold": self.loop_block_threshold,
+                "loop_culprits_max": self.loop_culprits_max}
 
     @property
     def server(self) -> str:

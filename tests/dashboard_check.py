@@ -13,6 +13,12 @@ from tools.processes import ROOT, get
 # What Grafana puts for $__rate_interval with a 2 s scrape interval is about 8 s; a
 # little more gives every window several samples.
 RATE_WINDOW = "15s"
+RANGE_WINDOW = "5m"  # for $__range: the dashboard's time range
+
+
+def windows(expr: str) -> str:
+    """A query as Grafana would send it, its $__rate_interval and $__range put in."""
+    return expr.replace("$__rate_interval", RATE_WINDOW).replace("$__range", RANGE_WINDOW)
 
 
 def board() -> dict:
@@ -20,7 +26,7 @@ def board() -> dict:
 
 
 def queries() -> list[str]:
-    return [expr.replace("$__rate_interval", RATE_WINDOW) for expr in dashboard.expressions(board())]
+    return [windows(expr) for expr in dashboard.expressions(board())]
 
 
 def split_by_mode() -> dict[str, str]:
@@ -30,7 +36,7 @@ def split_by_mode() -> dict[str, str]:
         for target in panel.get("targets", []):
             for label in ("mode", "caller"):
                 if "{{%s}}" % label in target["legendFormat"]:
-                    found[target["expr"].replace("$__rate_interval", RATE_WINDOW)] = label
+                    found[windows(target["expr"])] = label
     return found
 
 

@@ -18,6 +18,8 @@ CASES = [
     ("receiver", "UPSTREAM_URL", "ftp://example", ["URL scheme should be 'http' or 'https'"]),
     ("receiver", "RECEIVER_MAX_IN_FLIGHT", "-5", ["greater than or equal to 0"]),
     ("receiver", "RECEIVER_ACCEPT", "roundrobin", ["'shared' or 'reuseport'"]),
+    ("receiver", "LOOP_BLOCK_THRESHOLD", "-0.1", ["greater than or equal to 0"]),
+    ("receiver", "LOOP_CULPRITS_MAX", "0", ["greater than or equal to 1"]),
     ("receiver", "PORT", "70000", ["less than or equal to 65535"]),
     ("upstream", "UPSTREAM_DELAY", "-1", ["greater than or equal to 0"]),
     ("upstream", "UPSTREAM_DELAY", "abc", ["valid number"]),

@@ -5,8 +5,13 @@ No Docker needed: wherever Prometheus is installed, every dashboard query is run
 
 from __future__ import annotations
 
-from tools.processes import Service
+import time
+
 from tests.dashboard_check import instant, missing_data
+from tools import dashboard
+from tools.processes import Service
+
+WINDOW = float(dashboard.ANNOTATION_WINDOW.removesuffix("s"))
 
 
 def test_every_dashboard_query_has_data(start, prometheus_for, tmp_path):
@@ -25,3 +30,29 @@ def test_every_dashboard_query_has_data(start, prometheus_for, tmp_path):
         assert up == {"sender": "1", "receiver": "1", "upstream": "1"}
     finally:
         sender.stop()
+
+
+def test_a_mode_switch_is_annotated(start, prometheus_for, tmp_path):
+    """The dashboard's annotation query returns the new mode right after a switch, and nothing in between."""
+    upstream = start("upstream", UPSTREAM_DELAY="0")
+    before = start("receiver", RECEIVER_MODE="sync", UPSTREAM_URL=upstream.url)
+    prometheus = prometheus_for({"receiver": before.metrics_port})
+    deadline = time.monotonic() + 60
+    while not instant(prometheus, "receiver_info") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(WINDOW + 3)  # past the first moments of the first receiver: nothing is new any more
+    assert instant(prometheus, dashboard.MODE_CHANGES) == []
+    before.stop()  # the switch: a new receiver process in another mode, where Prometheus scrapes
+    after = Service("receiver", {"RECEIVER_MODE": "async", "UPSTREAM_URL": upstream.url}, tmp_path / "after.log",
+                    port=before.port, metrics_port=before.metrics_port).start().wait_healthy()
+    try:
+        marked: list = []
+        deadline = time.monotonic() + WINDOW
+        while not marked and time.monotonic() < deadline:
+            marked = instant(prometheus, dashboard.MODE_CHANGES)
+            time.sleep(0.5)
+        assert [series["metric"]["mode"] for series in marked] == ["async"]
+        time.sleep(WINDOW + 3)
+        assert instant(prometheus, dashboard.MODE_CHANGES) == []  # a mark, not a band over the rest of the run
+    finally:
+        after.stop()

@@ -19,6 +19,7 @@ UID = "blocking-io-lab"
 DATASOURCE = {"type": "prometheus", "uid": "lab-prometheus"}
 PATH = Path(__file__).resolve().parent.parent / "grafana" / "dashboards" / "lab.json"
 RATE = "$__rate_interval"
+RANGE = "$__range"  # the dashboard's time range, as Grafana puts it in a query
 
 
 def quantiles(metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.95, 0.99), join: bool = False) -> list[tuple[str, str]]:
@@ -76,7 +77,7 @@ WAITING: list[Panel] = [
             ('max by (caller) (upstream_http_requests_in_flight_peak{caller!="other"})', "upstream from {{caller}}"),
             (f"max by (mode) ({by_mode('receiver_http_requests_in_flight_peak')})", "receiver {{mode}}"),
         ],
-        12,
+        8,
     ),
     (
         "Event loop blocked (live)",
@@ -87,7 +88,20 @@ WAITING: list[Panel] = [
             (f"max by (mode) ({by_mode('receiver_event_loop_blocked_seconds')})", "receiver {{mode}}"),
             ('max by (job) ({__name__=~"(sender|upstream)_event_loop_blocked_seconds"})', "{{job}}"),
         ],
-        12,
+        8,
+    ),
+    (
+        "What blocked the loop",
+        "Share of the time each receiver's loop was stuck, by the code it was stuck in: the receiver's "
+        "own function → the library call below it, sampled from a thread while the loop is blocked "
+        "(LOOP_BLOCK_THRESHOLD). sync and mixed name requests; async and threaded stay at none.",
+        "percentunit",
+        [
+            (f"sum by (mode, culprit) ({by_mode(f'rate(receiver_event_loop_block_seconds_total[{RATE}])')}) "
+             f'or label_replace(max by (mode) (receiver_info) * 0, "culprit", "none", "", "")',
+             "{{mode}}: {{culprit}}"),
+        ],
+        8,
     ),
 ]
 OPEN_LOOP: list[Panel] = [
@@ -130,7 +144,7 @@ LATENCY: list[Panel] = [
         "the queueing happens before the read, where only the sender sees it.",
         "s",
         quantiles("receiver_http_request_duration_seconds", by="mode", qs=(0.5, 0.99)),
-        12,
+        8,
     ),
     (
         "Upstream call latency by client",
@@ -138,7 +152,19 @@ LATENCY: list[Panel] = [
         "client is not slow, blocking the loop with it is what costs.",
         "s",
         quantiles("receiver_upstream_call_duration_seconds", by="mode, client", qs=(0.5, 0.99), join=True),
-        12,
+        8,
+    ),
+    (
+        "Pools: busy and waiting",
+        "threaded mode's threads (RECEIVER_THREADS, T) and aiohttp's connections (RECEIVER_POOL_LIMIT, L): "
+        "in use, and calls waiting for one. Waiting above 0 means the cap is hit: a burst of N > T "
+        "takes ⌈N/T⌉·D (try RECEIVER_THREADS=2 with N = 5).",
+        "short",
+        [
+            (f"max by (mode, pool) ({by_mode('receiver_pool_busy')})", "{{mode}} {{pool}} busy"),
+            (f"max by (mode, pool) ({by_mode('receiver_pool_waiting')})", "{{mode}} {{pool}} waiting"),
+        ],
+        8,
     ),
 ]
 HEALTH: list[Panel] = [
@@ -188,12 +214,12 @@ HEALTH: list[Panel] = [
 ROWS: list[tuple[str, list[Panel]]] = [
     ("**Does a burst take as long as the model says?** sync: N·D; async and threaded: D; "
      "mixed: (N+1)·D, worse than sync. The request rate follows.", MAKESPAN),
-    ("**Who waits?** When the receiver blocks, upstream sees one call at a time and the "
-     "receiver's event loop is overdue for the whole call.", WAITING),
+    ("**Who waits, and who blocked?** When the receiver blocks, upstream sees one call at a time, "
+     "the receiver's event loop is overdue for the whole call, and the culprit is named.", WAITING),
     ("**Open loop: what a steady rate costs.** The sender keeps its schedule whatever the "
      "receiver does (SENDER_RATE): latency counts from each request's due time.", OPEN_LOOP),
     ("**Where the time goes.** Only the sender sees the queueing in front of a blocked "
-     "receiver; the upstream calls themselves take D with either library.", LATENCY),
+     "receiver; the upstream calls themselves take D with either library; a pool at its cap queues.", LATENCY),
     ("**Stalls, errors, health.** Every stall of a loop, failed requests, and whether "
      "Prometheus can read each service.", HEALTH),
 ]
@@ -212,6 +238,28 @@ requests (or, with `SENDER_RATE`, a steady open-loop rate); the receiver calls u
 ) + "\n\nL: connector limit, T: threads (see `/info`). Each panel's ⓘ says what it teaches."
 
 
+# A receiver's mode (and how it is served) that was not there ANNOTATION_WINDOW ago: a new
+# receiver process, so a mode switch. Grafana marks every point a query returns, so the query
+# returns points only in the first moments after the switch.
+ANNOTATION_WINDOW = "10s"
+MODE_CHANGES = (f"max by (mode, server, workers) (receiver_info) "
+                f"unless max by (mode, server, workers) (receiver_info offset {ANNOTATION_WINDOW})")
+ANNOTATIONS = [
+    {
+        "name": "Mode changes",
+        "datasource": DATASOURCE,
+        "enable": True,
+        "iconColor": "orange",
+        "expr": MODE_CHANGES,
+        "step": ANNOTATION_WINDOW,
+        "titleFormat": "receiver: {{mode}} · {{server}} ×{{workers}}",
+        "tagKeys": "mode",
+        "textFormat": "A receiver started in this mode: RECEIVER_MODE changed, or the compare profile came up.",
+        "useValueForTime": False,
+    },
+]
+
+
 def panel(id_: int, title: str, description: str, x: int, y: int, w: int, h: int, **rest: Any) -> dict[str, Any]:
     return {"id": id_, "title": title, "description": description, "gridPos": {"x": x, "y": y, "w": w, "h": h}, **rest}
 
@@ -227,23 +275,73 @@ def target(ref: int, expr: str, legend: str, instant: bool = False) -> dict[str,
     }
 
 
+# The first row answers "which mode, and what does it cost" at a glance: (title, teaches,
+# unit, [(expr, legend)], text mode). The mode's stat comes first, then these.
+FIRST_ROW: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
+    (
+        "Last burst: measured vs model",
+        "The last burst's makespan and what lab/model.py predicts for it.",
+        "s",
+        [("max by (mode) (sender_burst_makespan_seconds)", "{{mode}} measured"),
+         ("max by (mode) (sender_burst_predicted_makespan_seconds)", "{{mode}} model")],
+        "value_and_name",
+    ),
+    (
+        "Upstream calls at once",
+        "The most calls upstream worked on at once over the last 5 s: 1 from a receiver that blocks, N from one that does not.",
+        "short",
+        [('max by (caller) (upstream_http_requests_in_flight_peak{caller!="other"})', "from {{caller}}")],
+        "value_and_name",
+    ),
+    (
+        "Event loop blocked now",
+        "How long the receiver's loop has been overdue, right now.",
+        "s",
+        [(f"max by (mode) ({by_mode('receiver_event_loop_blocked_seconds')})", "{{mode}}")],
+        "value_and_name",
+    ),
+    (
+        "Top culprit",
+        "The code that held the receiver's loop longest over the dashboard's time range (receiver/culprits.py).",
+        "s",
+        [(f"topk(1, sum by (culprit) (increase(receiver_event_loop_block_seconds_total[{RANGE}])) "
+          f'or label_replace(vector(0), "culprit", "nothing blocked", "", ""))', "{{culprit}}")],
+        "name",
+    ),
+]
+
+
+def stat(id_: int, title: str, description: str, x: int, w: int, unit: str, queries: list[tuple[str, str]],
+         text_mode: str) -> dict[str, Any]:
+    return panel(
+        id_, title, description, x, 0, w, 5, type="stat", datasource=DATASOURCE,
+        targets=[target(i, expr, legend, instant=True) for i, (expr, legend) in enumerate(queries)],
+        fieldConfig={"defaults": {"unit": unit}, "overrides": []},
+        options={"textMode": text_mode, "colorMode": "background", "graphMode": "none", "wideLayout": True,
+                 "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
+    )
+
+
 def build() -> dict[str, Any]:
     panels = [
         panel(
             1, "Receiver mode", "The RECEIVER_MODE the receiver runs in now, and how it is served: uvicorn "
             "with one process, or gunicorn with RECEIVER_WORKERS uvicorn workers (its receiver_info metric).",
-            0, 0, 4, 9, type="stat", datasource=DATASOURCE,
+            0, 0, 4, 5, type="stat", datasource=DATASOURCE,
             targets=[target(0, "max by (mode, server, workers) (receiver_info)",
                             "{{mode}} · {{server}} ×{{workers}}", instant=True)],
             options={"textMode": "name", "colorMode": "background", "graphMode": "none",
                      "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
         ),
-        panel(
-            2, "What this lab shows", "The model of each mode, from lab/model.py.",
-            4, 0, 20, 9, type="text", options={"mode": "markdown", "content": INTRO},
-        ),
     ]
-    y = 9
+    x = 4
+    for title, description, unit, queries, text_mode in FIRST_ROW:
+        width = 8 if title == "Top culprit" else 4
+        panels.append(stat(len(panels) + 1, title, description, x, width, unit, queries, text_mode))
+        x += width
+    panels.append(panel(len(panels) + 1, "What this lab shows", "The model of each mode, from lab/model.py.",
+                        0, 5, 24, 8, type="text", options={"mode": "markdown", "content": INTRO}))
+    y = 13
     for caption, row in ROWS:
         panels.append(panel(len(panels) + 1, "", "", 0, y, 24, 2, type="text",
                             options={"mode": "markdown", "content": caption}))
@@ -275,7 +373,7 @@ def build() -> dict[str, Any]:
         "version": 1,
         "panels": panels,
         "templating": {"list": []},
-        "annotations": {"list": []},
+        "annotations": {"list": ANNOTATIONS},
     }
 
 

@@ -1,0 +1,124 @@
+"""Who blocked the loop: a watcher thread names the code the event loop is stuck in.
+
+The event-loop probe (lab.metrics.LoopLag) says *that* the loop is blocked: it is overdue.
+While it is overdue by more than LOOP_BLOCK_THRESHOLD, this thread samples the loop thread's
+stack (sys._current_frames()) every SAMPLE_INTERVAL and charges the time to a culprit: the
+innermost frame of the lab's own code and the library call below it, for instance
+`receiver.clients.call_with_requests → requests.sessions.Session.get`. The seconds go to
+receiver_event_loop_block_seconds_total{culprit} (at most LOOP_CULPRITS_MAX names, the rest
+as "other"), and each block, once over, gets one log line with the stack it was stuck in.
+
+A healthy loop costs this thread one comparison per SAMPLE_INTERVAL, and the loop nothing.
+(pyleak and BlockBuster raise on blocking calls in tests, asyncio's debug mode logs slow
+callbacks: this does it live, on a dashboard, with no change to the code it watches.)
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from types import FrameType
+
+from prometheus_client import Counter
+
+from lab.metrics import LoopLag
+
+log = logging.getLogger("receiver")
+
+SAMPLE_INTERVAL = 0.05  # seconds between two looks at the probe (and stack samples while blocked)
+OTHER = "other"  # the culprit of every block once LOOP_CULPRITS_MAX names are taken
+UNKNOWN = "unknown"  # the loop thread had no Python frame when sampled
+OWN_PACKAGES = ("receiver", "lab")
+
+
+def where(frame: FrameType) -> str:
+    """module.qualified_name of a frame's function: requests.sessions.Session.get."""
+    return f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_qualname}"
+
+
+def is_own(frame: FrameType) -> bool:
+    return str(frame.f_globals.get("__name__", "")).split(".")[0] in OWN_PACKAGES
+
+
+def stack_of(frame: FrameType | None) -> list[FrameType]:
+    """The frames from the innermost outwards."""
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
+def culprit(frames: list[FrameType]) -> str:
+    """The innermost frame of the lab's own code, and the call below it (innermost first)."""
+    for i, frame in enumerate(frames):
+        if is_own(frame):
+            return f"{where(frame)} → {where(frames[i - 1])}" if i > 0 else where(frame)
+    return where(frames[0]) if frames else UNKNOWN
+
+
+def describe(frames: list[FrameType]) -> str:
+    """The stack on one line, outermost first: the lab's own frames around the culprit, and every frame below them."""
+    own = next((i for i, frame in enumerate(frames) if is_own(frame)), None)
+    if own is None:
+        shown = frames[:8]
+    else:
+        end = own
+        while end + 1 < len(frames) and is_own(frames[end + 1]):
+            end += 1
+        shown = frames[: end + 1]
+    return " > ".join(f"{f.f_globals.get('__name__', '?')}:{f.f_lineno} {f.f_code.co_qualname}" for f in reversed(shown))
+
+
+class Culprits:
+    """The watcher thread and the counter it writes."""
+
+    def __init__(self, probe: LoopLag, seconds: Counter, threshold: float, max_culprits: int):
+        self.probe = probe
+        self.seconds = seconds  # labelled by culprit
+        self.threshold = threshold
+        self.max_culprits = max_culprits
+        self._named: dict[str, Counter] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, loop_thread: int) -> None:
+        """Watch the loop running on the thread with this ident (threading.get_ident() there)."""
+        self._thread = threading.Thread(target=self._run, args=(loop_thread,), name="loop-culprits", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def charge(self, name: str, seconds: float) -> str:
+        """Add seconds to a culprit's count (OTHER once max_culprits names are taken); the name used."""
+        if name not in self._named:
+            if len(self._named) >= self.max_culprits:
+                name = OTHER
+            if name not in self._named:
+                self._named[name] = self.seconds.labels(name)
+        self._named[name].inc(seconds)
+        return name
+
+    def _run(self, loop_thread: int) -> None:
+        episode: float | None = None  # the probe's due time of the block being charged
+        charged = 0.0  # seconds of it charged so far
+        last, frames = UNKNOWN, []
+        while not self._stop.wait(SAMPLE_INTERVAL):
+            due = self.probe.due
+            if episode is not None and due != episode:
+                # The loop woke the probe, which set its next due time PROBE_INTERVAL after it woke.
+                total = max(charged, due - self.probe.interval - episode)
+                self.charge(last, total - charged)
+                log.warning("event loop blocked %.3f s by %s; stack: %s", total, last, describe(frames))
+                episode, charged = None, 0.0
+            if due is None:
+                continue
+            overdue = time.monotonic() - due
+            if overdue <= self.threshold:
+                continue
+            frames = stack_of(sys._current_frames().get(loop_thread))
+            last = self.charge(culprit(frames), overdue - charged)
+            episode, charged = due, overdue
