@@ -5,12 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-# make demo knobs: mode, upstream delay D (the seed used 10), burst size N, threads, pool limit
+# make demo knobs: mode, upstream delay D (the seed used 10), burst size N, threads, pool limit, anyio tokens
 MODE ?= sync
 DELAY ?= 1
 N ?= 2
 THREADS ?= 40
 POOL_LIMIT ?= 100
+TOKENS ?= 40
 
 REQUIREMENTS := requirements-dev.txt constraints.txt upstream/requirements.txt receiver/requirements.txt sender/requirements.txt
 
@@ -18,8 +19,8 @@ REQUIREMENTS := requirements-dev.txt constraints.txt upstream/requirements.txt r
 
 help:
 	@echo "make test                  run every test (creates .venv first)"
-	@echo "make demo MODE=sync        the seed's experiment on loopback: MODE=sync|async|mixed|threaded"
-	@echo "                           DELAY=1 N=2 THREADS=40 POOL_LIMIT=100 (DELAY=10: the seed's numbers)"
+	@echo "make demo MODE=sync        the seed's experiment on loopback: MODE=sync|async|mixed|threaded|def"
+	@echo "                           DELAY=1 N=2 THREADS=40 POOL_LIMIT=100 TOKENS=40 (DELAY=10: the seed's numbers)"
 	@echo "make bench                 measure every mode against the model, write tables, charts, goals (~25 min)"
 	@echo "                           DELAY=1 (DELAY=10: the seed's), OUT=bench-results/full"
 	@echo "make bench-quick           the same in about 3 minutes (a smoke run: goals reported, not enforced)"
@@ -55,7 +56,7 @@ soak: $(VENV)/.bench-installed
 	$(PY) -m bench.soak $(SOAK_ARGS)
 
 demo: $(VENV)/.installed
-	$(PY) -m tools.demo --mode $(MODE) --delay $(DELAY) -n $(N) --threads $(THREADS) --pool-limit $(POOL_LIMIT)
+	$(PY) -m tools.demo --mode $(MODE) --delay $(DELAY) -n $(N) --threads $(THREADS) --pool-limit $(POOL_LIMIT) --tokens $(TOKENS)
 
 upstream receiver sender: $(VENV)/.installed
 	$(PY) -m $@

@@ -59,8 +59,8 @@ STYLE = {
     "svg.hashsalt": "bench",  # deterministic output, should anyone save SVG
 }
 # One color and marker per mode, the same in every chart; other burst labels take the rest.
-MODE_COLORS = {"sync": "#d62728", "async": "#2ca02c", "mixed": "#ff7f0e", "threaded": "#1f77b4"}
-MODE_MARKERS = {"sync": "o", "async": "s", "mixed": "^", "threaded": "D"}
+MODE_COLORS = {"sync": "#d62728", "async": "#2ca02c", "mixed": "#ff7f0e", "threaded": "#1f77b4", "def": "#9467bd"}
+MODE_MARKERS = {"sync": "o", "async": "s", "mixed": "^", "threaded": "D", "def": "v"}
 SPARE_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f",
                 "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd")
 SPARE_MARKERS = ("v", "P", "X", "<", ">", "h", "*", "p")

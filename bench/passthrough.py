@@ -34,6 +34,7 @@ CONFIGURATIONS: dict[str, tuple[str, dict[str, str]]] = {
     "receiver": ("receiver", QUIET),
     "receiver, LOG_LEVEL=info": ("receiver", {**QUIET, "LOG_LEVEL": "info"}),  # the lab's default logging
     "receiver, metrics off": ("receiver", {**QUIET, "RECEIVER_METRICS": "false"}),
+    "receiver, culprits off": ("receiver", {**QUIET, "LOOP_BLOCK_THRESHOLD": "0"}),  # the sampler thread's cost
     "FastAPI proxy": ("bench.references.fastapi_proxy", {}),
     "aiohttp.web proxy": ("bench.references.aiohttp_proxy", {}),
 }

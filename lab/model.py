@@ -7,6 +7,8 @@ Request k (1-based, in the order the receiver finishes them) is answered at t_k:
                                  even read until the previous answer has gone out
     async     t_k = ⌈k/L⌉·D      calls overlap; the aiohttp connector lets L through at once
     threaded  t_k = ⌈k/T⌉·D      requests runs in a pool of T threads; the loop stays free
+    def       t_k = ⌈k/K⌉·D      a plain `def` endpoint: FastAPI runs it in anyio's thread
+                                 pool, K tokens (40 unless RECEIVER_THREADPOOL_TOKENS says)
     mixed     t_k = max(t_(k-1), a_k) + D
               a_k = D            for k <= L: the aiohttp calls overlap
               a_k = t_(k-L) + D  for k > L: a call waits for a pooled connection; the
@@ -45,7 +47,7 @@ from lab import arrivals as schedules
 from lab.arrivals import Arrivals
 from lab.simulate import KEEP_ALIVE, simulate  # re-exported: lab.model is the public API
 
-Mode = Literal["sync", "async", "mixed", "threaded"]
+Mode = Literal["sync", "async", "mixed", "threaded", "def"]
 MODES: tuple[Mode, ...] = get_args(Mode)
 
 # The makespans in closed form, as the README and the sender's summary print them.
@@ -54,6 +56,7 @@ FORMULAS: dict[Mode, str] = {
     "async": "⌈N/L⌉·D",
     "mixed": "(N+1)·D (2N·D if L=1)",
     "threaded": "⌈N/T⌉·D",
+    "def": "⌈N/K⌉·D",
 }
 # With W workers, each gets n = ⌈N/W⌉ or ⌊N/W⌋ of a burst (the model's even spread).
 FORMULAS_PER_WORKER: dict[Mode, str] = {
@@ -61,6 +64,7 @@ FORMULAS_PER_WORKER: dict[Mode, str] = {
     "async": "⌈⌈N/W⌉/L⌉·D",
     "mixed": "(⌈N/W⌉+1)·D",
     "threaded": "⌈⌈N/W⌉/T⌉·D",
+    "def": "⌈⌈N/W⌉/K⌉·D",
 }
 
 
@@ -71,11 +75,13 @@ class Caps:
     pool_limit: int  # L: aiohttp connector limit (per worker), 0 = unlimited
     threads: int  # T: threads that run requests calls in threaded mode (per worker)
     workers: int = 1  # W: receiver processes (gunicorn's uvicorn workers), each with its own loop
+    tokens: int = 40  # K: anyio's thread-pool tokens, which run def mode's endpoint (per worker)
 
     @classmethod
     def from_info(cls, info: dict) -> "Caps":
         """The caps from the receiver's GET /info answer."""
-        return cls(pool_limit=info["pool_limit"], threads=info["threads"], workers=info.get("workers", 1))
+        return cls(pool_limit=info["pool_limit"], threads=info["threads"], workers=info.get("workers", 1),
+                   tokens=info.get("threadpool_tokens", 40))
 
 
 def _waves(k: int, cap: int) -> int:
@@ -95,6 +101,10 @@ def _threaded(n: int, d: float, caps: Caps) -> list[float]:
     return [_waves(k, caps.threads) * d for k in range(1, n + 1)]
 
 
+def _def(n: int, d: float, caps: Caps) -> list[float]:
+    return [_waves(k, caps.tokens) * d for k in range(1, n + 1)]
+
+
 def _mixed(n: int, d: float, caps: Caps) -> list[float]:
     limit = caps.pool_limit
     done: list[float] = []
@@ -109,6 +119,7 @@ _MODELS: dict[Mode, Callable[[int, float, Caps], list[float]]] = {
     "async": _async,
     "mixed": _mixed,
     "threaded": _threaded,
+    "def": _def,
 }
 
 
@@ -161,8 +172,8 @@ def sync_loads(times: Sequence[float], delay: float) -> list[int]:
 
 
 # Upstream calls each request makes with a client that blocks the event loop, and in all.
-BLOCKING_CALLS: dict[Mode, int] = {"sync": 1, "async": 0, "mixed": 1, "threaded": 0}
-UPSTREAM_CALLS: dict[Mode, int] = {"sync": 1, "async": 1, "mixed": 2, "threaded": 1}
+BLOCKING_CALLS: dict[Mode, int] = {"sync": 1, "async": 0, "mixed": 1, "threaded": 0, "def": 0}
+UPSTREAM_CALLS: dict[Mode, int] = {"sync": 1, "async": 1, "mixed": 2, "threaded": 1, "def": 1}
 
 
 def blocked_seconds(mode: Mode, n: int, delay: float) -> float:
@@ -175,7 +186,7 @@ def upstream_concurrency(mode: Mode, n: int, caps: Caps) -> int:
 
     sync: 1, the loop makes one call at a time. async and mixed: the aiohttp calls, up to
     the connector limit (in mixed, a later wave's call overlaps one blocking call, which
-    never exceeds L for L >= 2). threaded: up to the number of threads.
+    never exceeds L for L >= 2). threaded: up to the number of threads; def: of tokens.
     """
     def capped(cap: int) -> int:
         return n if cap <= 0 else min(n, cap)
@@ -185,6 +196,7 @@ def upstream_concurrency(mode: Mode, n: int, caps: Caps) -> int:
         "async": capped(caps.pool_limit),
         "mixed": capped(caps.pool_limit),
         "threaded": capped(caps.threads),
+        "def": capped(caps.tokens),
     }
     return per_mode[mode]
 
@@ -200,6 +212,7 @@ CAPACITY_FORMULAS: dict[Mode, str] = {
     "async": "L/D (∞ if L=0)",
     "mixed": "L/((L+1)·D): 1/(2D) if L=1, 1/D if L=0 (up to 1/D if L≥2)",
     "threaded": "T/D",
+    "def": "K/D",
 }
 
 # What the latency is below capacity, by arrivals, in the README's words.
@@ -211,6 +224,7 @@ LATENCY_BELOW_CAPACITY: dict[Mode, dict[Arrivals, str]] = {
         "poisson": "≥ 2D, no closed form: simulated",
     },
     "threaded": {"constant": "D", "poisson": "D + M/D/T wait (mean < 0.01·D for T ≥ 40, ρ ≤ 0.8)"},
+    "def": {"constant": "D", "poisson": "D + M/D/K wait (mean < 0.01·D for K ≥ 40, ρ ≤ 0.8)"},
 }
 LATENCY_ABOVE_CAPACITY = (
     "grows by t·(λ/μ − 1) for a request sent at t; with an in-flight cap M: → M/μ, "
@@ -225,6 +239,7 @@ def capacity(mode: Mode, delay: float, caps: Caps) -> float:
     async     μ = L/D   L connections, each busy D per request and free again the moment
                         its answer is in (the loop is never busy); L = 0: no limit, ∞.
     threaded  μ = T/D   T threads, each busy D per request.
+    def       μ = K/D   K anyio tokens, each held D per request.
     mixed     μ = L/((L+1)·D), guaranteed (1/D for L = 0, 1/(2D) for L = 1), up to 1/D.
         The loop is held D per request by the requests call, so never more than 1/D. The
         aiohttp calls run off the loop and can hide behind other requests' blocking
@@ -256,6 +271,7 @@ def capacity(mode: Mode, delay: float, caps: Caps) -> float:
         "async": math.inf if limit <= 0 else limit / delay,
         "mixed": 1 / delay if limit <= 0 else limit / ((limit + 1) * delay),
         "threaded": caps.threads / delay,
+        "def": caps.tokens / delay,
     }
     return per_mode[mode] * caps.workers
 
@@ -410,7 +426,7 @@ def steady_state(
     the sender does. `regime` is the matching text of LATENCY_BELOW_CAPACITY or
     LATENCY_ABOVE_CAPACITY. What the model says (ρ = λ/μ, μ = capacity()):
 
-    Below capacity, constant arrivals. sync, async, threaded: D, nothing ever waits.
+    Below capacity, constant arrivals. sync, async, threaded, def: D, nothing ever waits.
     mixed: 2D while λD ≤ 1/2. Above that, a request that arrives during a blocking call
     is read only after it, behind every continuation that was ready before it; so
     requests go in batches: read together, the loop idles D while their aiohttp calls
@@ -424,7 +440,8 @@ def steady_state(
     md1_mean_wait). It is FIFO, and P(W ≤ t) is Erlang/Crommelin's (md1_wait_cdf,
     md1_wait_quantile), while every request comes on a connection kept open; a request
     that needs a new one takes a loop turn more and is overtaken (lab/simulate.py): the
-    same mean, a longer tail, which the simulation gives. async and threaded are M/D/c with c = L or T: mean W by Cosmetatos'
+    same mean, a longer tail, which the simulation gives. async, threaded and def are M/D/c with c = L, T or K: mean W by
+    Cosmetatos'
     correction of half the M/M/c (Erlang C) wait (mdc_mean_wait): 0.009·D for c = 40 and
     0.0006·D for c = 100 at ρ = 0.8, 1e-6·D at ρ = 0.5: latency ≈ D, though a run's p99
     shows some queueing near ρ = 0.8. mixed has no closed form (reads and continuations

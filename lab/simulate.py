@@ -24,7 +24,7 @@ by one, while the loop may be blocked:
 - A request is answered when its handler finishes (the answer is written at once).
 - Modes: sync = one blocking step. async = start the call; then release, answer.
   mixed = start the call; then release, block D, answer. threaded = hand the call to the
-  pool; then answer.
+  pool; then answer. def = threaded, with anyio's K tokens as the pool's threads.
 - An open-loop sender with an in-flight cap M drops a request whose send time comes while
   M of its requests are unanswered (an answer at that very instant counts as answered).
   A dropped request never reaches the receiver. The sender's own /info reads are left out.
@@ -103,7 +103,9 @@ def simulate(
     if any(arrivals[i] > arrivals[i + 1] for i in range(n - 1)):
         order.sort(key=arrivals.__getitem__)  # stable: equal times keep list order
     scaled = [arrivals[i] / delay for i in order]
-    answers = _run(mode, scaled, caps.pool_limit, caps.threads, max_in_flight, keep_alive / delay)
+    # def mode is threaded mode with anyio's K tokens for threads: the endpoint itself goes to the pool.
+    kind, threads = ("threaded", caps.tokens) if mode == "def" else (mode, caps.threads)
+    answers = _run(kind, scaled, caps.pool_limit, threads, max_in_flight, keep_alive / delay)
     latencies: list[float | None] = [None] * n
     for position, i in enumerate(order):
         answer = answers[position]

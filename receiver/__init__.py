@@ -1,1 +1,1 @@
-"""receiver: FastAPI service that calls upstream for every request, in one of four modes."""
+"""receiver: FastAPI service that calls upstream for every request, in one of five modes."""

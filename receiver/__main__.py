@@ -17,12 +17,12 @@ def main() -> None:
     settings = load(Settings, "receiver")
     logs.setup(settings.log_level)
     logging.info(
-        "receiver: mode=%s (a burst of N takes %s) threads=%d pool_limit=%d requests_pool=%d "
+        "receiver: mode=%s (a burst of N takes %s) threads=%d threadpool_tokens=%d pool_limit=%d requests_pool=%d "
         "upstream=%s timeout=%gs log_level=%s access_log=%s metrics=%s, %s with %d worker(s), /metrics on :%d",
         settings.receiver_mode,
         FORMULAS[settings.receiver_mode] if settings.receiver_workers == 1
         else f"{FORMULAS_PER_WORKER[settings.receiver_mode]} if the workers share it evenly",
-        settings.receiver_threads,
+        settings.receiver_threads, settings.threadpool_tokens,
         settings.receiver_pool_limit, settings.receiver_requests_pool, settings.upstream_base,
         settings.receiver_upstream_timeout, settings.log_level, str(settings.receiver_access_log).lower(),
         str(settings.receiver_metrics).lower(), settings.server, settings.receiver_workers, settings.metrics_port,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable
@@ -69,6 +70,62 @@ class MetricsMiddleware:
             HTTP.end(self.mode, getattr(scope.get("route"), "path", "unmatched"), status, started)  # a template
 
 
+TASK_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "upstream refused the call (a delay above its UPSTREAM_MAX_DELAY): its 4xx passes "
+                         "through", "model": ErrorBody},
+    502: {"description": "upstream refused, failed or answered 5xx", "model": ErrorBody},
+    503: {"description": "RECEIVER_MAX_IN_FLIGHT requests in flight already: answered at once", "model": ErrorBody},
+    504: {"description": "upstream did not answer within RECEIVER_UPSTREAM_TIMEOUT", "model": ErrorBody},
+}
+
+
+class Tasks:
+    """GET /tasks/{name} around its upstream call: the in-flight limit, the seed's log lines, the answers.
+
+    On the event loop, or on anyio's threads in def mode: the count takes a lock, and is kept
+    only when there is a limit to check it against.
+    """
+
+    def __init__(self, work_url: str, limit: int):
+        self.work_url = work_url
+        self.limit = limit  # RECEIVER_MAX_IN_FLIGHT; 0: none
+        self.busy = 0  # /tasks requests this process is working on (counted only with a limit)
+        self._lock = threading.Lock()
+        self._overloaded = {"error": f"the receiver is working on RECEIVER_MAX_IN_FLIGHT={limit} requests already: "
+                                     "retry later, or raise the limit"}
+
+    def enter(self, name: str) -> Response | None:
+        """None: go on (counted in); else the 503 to answer at once."""
+        if self.limit:
+            with self._lock:
+                busy = self.busy
+                if busy < self.limit:
+                    self.busy = busy + 1
+            if busy >= self.limit:
+                # Shed at once: a queue without bound only makes every later answer later. A sync
+                # loop never gets here while it is blocked: its backlog waits unread in the kernel.
+                log.info("Send %s error 503: %d in flight", name, busy)
+                return JSONResponse(self._overloaded, status_code=503, headers={"Retry-After": "1"})
+        log.info("Received %s Request!!", name)
+        return None
+
+    def leave(self) -> None:
+        if self.limit:
+            with self._lock:
+                self.busy -= 1
+
+    def url(self, delay: float | None) -> str:
+        return self.work_url if delay is None else f"{self.work_url}?delay={delay:g}"
+
+    def failed(self, name: str, exc: UpstreamError) -> Response:
+        log.info("Send %s error %d: %s", name, exc.status, exc.detail)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status)
+
+    def answered(self, name: str) -> Response:
+        log.info("Send %s response", name)
+        return Response(SEED_BODY, media_type="application/json")
+
+
 def create_app(settings: Settings) -> FastAPI:
     handle = HANDLERS[settings.receiver_mode]
     work_url = f"{settings.upstream_base}/work"
@@ -97,37 +154,33 @@ def create_app(settings: Settings) -> FastAPI:
         with suppress(KeyError):  # unregistered already (a second app in this process), or shared
             REGISTRY.unregister(HTTP)
 
-    limit = settings.receiver_max_in_flight
-    busy = 0  # /tasks requests this process is working on (RECEIVER_MAX_IN_FLIGHT counts these)
-    overloaded = {"error": f"the receiver is working on RECEIVER_MAX_IN_FLIGHT={limit} requests already: "
-                           "retry later, or raise the limit"}
+    tasks = Tasks(work_url, settings.receiver_max_in_flight)
 
-    @app.get("/tasks/{name}", responses={
-        400: {"description": "upstream refused the call (a delay above its UPSTREAM_MAX_DELAY): its 4xx passes "
-                             "through", "model": ErrorBody},
-        502: {"description": "upstream refused, failed or answered 5xx", "model": ErrorBody},
-        503: {"description": "RECEIVER_MAX_IN_FLIGHT requests in flight already: answered at once", "model": ErrorBody},
-        504: {"description": "upstream did not answer within RECEIVER_UPSTREAM_TIMEOUT", "model": ErrorBody},
-    })
-    async def task(name: TaskName, request: Request, delay: Delay = None) -> Response:
-        nonlocal busy
-        if limit and busy >= limit:
-            # Shed at once: a queue without bound only makes every later answer later. A sync
-            # loop never gets here while it is blocked: its backlog waits unread in the kernel.
-            log.info("Send %s error 503: %d in flight", name, busy)
-            return JSONResponse(overloaded, status_code=503, headers={"Retry-After": "1"})
-        log.info("Received %s Request!!", name)
-        url = work_url if delay is None else f"{work_url}?delay={delay:g}"
-        busy += 1
-        try:
-            await handle(request.app.state.clients, url)
-        except UpstreamError as exc:
-            log.info("Send %s error %d: %s", name, exc.status, exc.detail)
-            return JSONResponse({"error": exc.detail}, status_code=exc.status)
-        finally:
-            busy -= 1
-        log.info("Send %s response", name)
-        return Response(SEED_BODY, media_type="application/json")
+    if inspect.iscoroutinefunction(handle):
+        async def task(name: TaskName, request: Request, delay: Delay = None) -> Response:
+            if (shed := tasks.enter(name)) is not None:
+                return shed
+            try:
+                await handle(request.app.state.clients, tasks.url(delay))
+            except UpstreamError as exc:
+                return tasks.failed(name, exc)
+            finally:
+                tasks.leave()
+            return tasks.answered(name)
+    else:
+        def task(name: TaskName, request: Request, delay: Delay = None) -> Response:  # type: ignore[misc]
+            # A plain def endpoint: FastAPI runs all of it in anyio's thread pool (def mode).
+            if (shed := tasks.enter(name)) is not None:
+                return shed
+            try:
+                handle(request.app.state.clients, tasks.url(delay))
+            except UpstreamError as exc:
+                return tasks.failed(name, exc)
+            finally:
+                tasks.leave()
+            return tasks.answered(name)
+
+    app.get("/tasks/{name}", responses=TASK_ERRORS)(task)
 
     @app.get("/info")
     async def info(request: Request) -> dict[str, Any]:

@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+import anyio
+import anyio.to_thread
 import requests
 
 from lab.metrics import CALLER_HEADER
@@ -61,11 +63,13 @@ class Clients:
     session: aiohttp.ClientSession  # async, async part of mixed
     http: requests.Session  # sync, threaded, blocking part of mixed
     threads: Threads  # threaded
+    threadpool: anyio.CapacityLimiter  # def: anyio's default thread limiter, which FastAPI runs def endpoints in
     timeout: float
     metrics: bool = True  # time each call into receiver_upstream_call_duration_seconds
 
     def pools(self) -> dict[str, tuple[int, int, int]]:
-        """{pool: (busy, waiting, limit)}: the thread pool's threads, and aiohttp's connections (limit 0: none).
+        """{pool: (busy, waiting, limit)}: threaded mode's threads, aiohttp's connections (limit 0: none),
+        and anyio's tokens (def mode's endpoints).
 
         Read when /metrics is scraped, from another thread: nothing is counted per request.
         aiohttp has no public count of connections in use or calls waiting for one, so its
@@ -76,9 +80,11 @@ class Clients:
         waiting = sum(len(waiters) for waiters in list(getattr(connector, "_waiters", {}).values()))
         threads = self.threads
         running = threads.running
+        tokens = self.threadpool.statistics()  # copies its set of borrowers in one C call
         return {
             "threads": (running, max(0, threads.submitted - running), threads.size),
             "aiohttp": (in_use, waiting, connector.limit if connector is not None else 0),
+            "anyio": (tokens.borrowed_tokens, tokens.tasks_waiting, int(tokens.total_tokens)),
         }
 
 
@@ -95,9 +101,11 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
     # connections and drop them afterwards (urllib3 warns "Connection pool is full").
     http.mount("http://", WatchedAdapter(pool_maxsize=settings.receiver_requests_pool))
     threads = Threads(settings.receiver_threads)
+    threadpool = anyio.to_thread.current_default_thread_limiter()  # this event loop's
+    threadpool.total_tokens = settings.threadpool_tokens
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session:
         try:
-            yield Clients(session, http, threads, settings.receiver_upstream_timeout, settings.receiver_metrics)
+            yield Clients(session, http, threads, threadpool, settings.receiver_upstream_timeout, settings.receiver_metrics)
         finally:
             threads.executor.shutdown(wait=False, cancel_futures=True)
             http.close()

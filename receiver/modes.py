@@ -1,4 +1,4 @@
-"""The four ways the receiver calls upstream. RECEIVER_MODE picks one of HANDLERS."""
+"""The five ways the receiver calls upstream. RECEIVER_MODE picks one of HANDLERS."""
 
 from __future__ import annotations
 
@@ -32,11 +32,21 @@ async def threaded(clients: Clients, url: str) -> None:
     await clients.threads.run(call_with_requests, clients, url)
 
 
-Handler = Callable[[Clients, str], Awaitable[None]]
+def def_(clients: Clients, url: str) -> None:
+    # Not async at all: FastAPI runs a plain def endpoint in anyio's thread pool (K tokens,
+    # 40 by default), so this blocking call holds one of its threads, never the loop. The fix
+    # most FastAPI users reach for first; at most K calls run at once.
+    call_with_requests(clients, url)
+
+
+# A coroutine function runs on the event loop (an async def endpoint); a plain function in
+# anyio's thread pool (a def endpoint): receiver/app.py registers the route accordingly.
+Handler = Callable[[Clients, str], Awaitable[None]] | Callable[[Clients, str], None]
 
 HANDLERS: dict[Mode, Handler] = {
     "sync": sync,
     "async": async_,
     "mixed": mixed,
     "threaded": threaded,
+    "def": def_,
 }

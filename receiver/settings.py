@@ -1,12 +1,25 @@
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
+
+import anyio
+import anyio.to_thread
 
 from pydantic import AnyHttpUrl, Field, model_validator
 
 from lab.model import Mode
 from lab.settings import Port, PositiveSeconds, ServiceSettings
+
+
+@cache
+def anyio_default_tokens() -> int:
+    """anyio's default thread-pool size (FastAPI runs plain `def` endpoints in it), read from anyio itself."""
+    async def read() -> int:
+        return int(anyio.to_thread.current_default_thread_limiter().total_tokens)
+
+    return anyio.run(read)
 
 
 class Settings(ServiceSettings):
@@ -15,6 +28,8 @@ class Settings(ServiceSettings):
     receiver_mode: Mode = "sync"
     upstream_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8001")
     receiver_threads: Annotated[int, Field(ge=1, le=1000)] = 40  # threaded mode's pool (T)
+    # def mode's pool: anyio's thread-pool tokens (K); unset: anyio's own default (40)
+    receiver_threadpool_tokens: Annotated[int, Field(ge=1, le=1000)] | None = None
     receiver_pool_limit: Annotated[int, Field(ge=0, le=10000)] = 100  # aiohttp connector (L), 0 = none
     receiver_requests_pool: Annotated[int, Field(ge=1, le=10000)] = 10  # requests' pool_maxsize
     receiver_upstream_timeout: PositiveSeconds = 130.0  # every upstream call, in seconds
@@ -59,6 +74,7 @@ class Settings(ServiceSettings):
         return {
             "mode": self.receiver_mode,
             "threads": self.receiver_threads,
+            "threadpool_tokens": self.threadpool_tokens,
             "pool_limit": self.receiver_pool_limit,
             "requests_pool": self.receiver_requests_pool,
             "upstream_url": self.upstream_base,
@@ -73,6 +89,11 @@ class Settings(ServiceSettings):
         return {"log_level": self.log_level, "access_log": self.receiver_access_log, "metrics": self.receiver_metrics,
                 "max_in_flight": self.receiver_max_in_flight, "loop_block_threshold": self.loop_block_threshold,
                 "loop_culprits_max": self.loop_culprits_max}
+
+    @property
+    def threadpool_tokens(self) -> int:
+        """K: the tokens of anyio's thread pool, as set or anyio's default."""
+        return self.receiver_threadpool_tokens or anyio_default_tokens()
 
     @property
     def server(self) -> str:

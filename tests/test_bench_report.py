@@ -12,7 +12,7 @@ from lab import model
 D = 1.0
 CAPS = {"pool_limit": 100, "threads": 40}
 SIZES = [1, 2, 4, 10, 40, 100, 400, 1000]
-CAPACITY = {"sync": 1 / D, "async": CAPS["pool_limit"] / D, "mixed": 1 / D, "threaded": CAPS["threads"] / D}
+CAPACITY = {"sync": 1 / D, "async": CAPS["pool_limit"] / D, "mixed": 1 / D, "threaded": CAPS["threads"] / D, "def": 40 / D}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -240,18 +240,18 @@ def test_containers_run_as_non_root(lab):
 
 
 def test_compare_profile_shows_every_mode_side_by_side(lab):
-    # The single receiver and its sender make way; the compare profile's four receivers and
+    # The single receiver and its sender make way; the compare profile's five receivers and
     # its sender join the same upstream and Prometheus.
     lab.compose("rm", "-s", "-f", "receiver", "sender", timeout=120)
     lab.compose("--profile", "compare", "up", "-d", "--wait", *COMPARE, SENDER_INTERVAL="2", timeout=300)
     for i, mode in enumerate(model.MODES):
         info = json.loads(get(f"http://127.0.0.1:{lab.env[f'HOST_RECEIVER_{mode.upper()}_PORT']}/info")[1])
         assert info["mode"] == mode
-    # Prometheus finds the four receivers by their alias, and every query split by mode has
+    # Prometheus finds the five receivers by their alias, and every query split by mode has
     # data for each of them.
     assert missing_modes(lab.prometheus, model.MODES, timeout=120) == {}
     receivers = instant(lab.prometheus, 'up{job="receiver"}')
-    assert len(receivers) == 4 and all(s["value"][1] == "1" for s in receivers)
+    assert len(receivers) == len(model.MODES) and all(s["value"][1] == "1" for s in receivers)
     assert missing_data(lab.prometheus, timeout=30) == []
     # one schedule: every mode got the same number of bursts (give or take the one in progress)
     bursts = {s["metric"]["mode"]: float(s["value"][1]) for s in instant(lab.prometheus, "sum by (mode) (sender_bursts_total)")}

@@ -9,7 +9,8 @@ from tools.processes import free_port, sender_once
 
 CASES = [
     # service, variable, value, words the one line must hold (what is allowed)
-    ("receiver", "RECEIVER_MODE", "blocking", ["'sync', 'async', 'mixed' or 'threaded'"]),
+    ("receiver", "RECEIVER_MODE", "blocking", ["'sync', 'async', 'mixed', 'threaded' or 'def'"]),
+    ("receiver", "RECEIVER_THREADPOOL_TOKENS", "0", ["greater than or equal to 1"]),
     ("receiver", "RECEIVER_THREADS", "0", ["greater than or equal to 1"]),
     ("receiver", "RECEIVER_THREADS", "many", ["valid integer"]),
     ("receiver", "RECEIVER_POOL_LIMIT", "-1", ["greater than or equal to 0"]),

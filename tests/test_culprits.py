@@ -47,7 +47,7 @@ def test_a_blocking_mode_names_requests_under_its_handler(start, mode):
                          r"requests\.sessions:\d+ Session\.get > .* socket:\d+ SocketIO\.readinto$", line), line
 
 
-@pytest.mark.parametrize("mode", ["async", "threaded"])
+@pytest.mark.parametrize("mode", ["async", "threaded", "def"])
 def test_a_mode_that_does_not_block_records_nothing(start, mode):
     receiver = burst(start, mode)
     assert block_seconds(receiver) == {}

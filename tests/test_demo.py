@@ -24,6 +24,7 @@ def demo(*args: str) -> subprocess.CompletedProcess:
         ("async", ["Received", "Received", "Send", "Send"], "0.300s [⌈N/L⌉·D, D=0.3s]"),
         ("mixed", ["Received", "Received", "Send", "Send"], "0.900s [(N+1)·D (2N·D if L=1), D=0.3s]"),
         ("threaded", ["Received", "Received", "Send", "Send"], "0.300s [⌈N/T⌉·D, D=0.3s]"),
+        ("def", ["Received", "Received", "Send", "Send"], "0.300s [⌈N/K⌉·D, D=0.3s]"),
     ],
 )
 def test_demo_shows_both_timelines(mode, receiver_order, predicted):

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from lab import SEED_BODY
+from lab import SEED_BODY, model
 from tools.processes import ROOT, free_port, get, sender_once
 from tests.conftest import scrape, value
 
@@ -72,7 +72,7 @@ def test_upstream_labels_callers_by_mode_from_a_closed_set(upstream, receiver_fo
     callers = {dict(labels)["caller"]: v for (name, labels), v in samples.items() if name == "upstream_http_requests_total"}
     assert callers == {"threaded": 1, "sync": 1, "other": 2}
     in_flight = {dict(labels)["caller"] for (name, labels), _ in samples.items() if name == "upstream_http_requests_in_flight"}
-    assert in_flight == {"sync", "async", "mixed", "threaded", "other"}  # every caller's series, from the start
+    assert in_flight == {*model.MODES, "other"}  # every caller's series, from the start
 
 
 def test_httpbin_compatible_routes(upstream):
@@ -115,7 +115,7 @@ def test_receiver_rejects_bad_input(upstream, receiver_for, path, status):
         assert "upstream rejected the call" in json.loads(body)["error"]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async", "mixed", "threaded"])
+@pytest.mark.parametrize("mode", model.MODES)
 def test_upstream_failures_become_502(start, mode):
     upstream = start("upstream", UPSTREAM_ERROR_RATE="1", UPSTREAM_DELAY="0")
     receiver = start("receiver", RECEIVER_MODE=mode, UPSTREAM_URL=upstream.url)

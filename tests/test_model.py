@@ -23,6 +23,8 @@ def test_every_mode_has_a_handler_a_model_and_a_formula():
         ("async", model.Caps(3, 40), [1, 1, 1, 2]),
         ("threaded", model.Caps(100, 40), [1, 1, 1, 1]),
         ("threaded", model.Caps(100, 2), [1, 1, 2, 2]),
+        ("def", model.Caps(100, 40), [1, 1, 1, 1]),
+        ("def", model.Caps(100, 40, tokens=3), [1, 1, 1, 2]),
         ("mixed", model.Caps(100, 40), [2, 3, 4, 5]),
         ("mixed", model.Caps(2, 40), [2, 3, 4, 5]),
         ("mixed", model.Caps(1, 40), [2, 4, 6, 8]),
@@ -47,9 +49,9 @@ def test_the_seed_numbers():
 
 
 def test_upstream_concurrency_and_blocking():
-    caps = model.Caps(pool_limit=3, threads=2)
-    assert [model.upstream_concurrency(m, 5, caps) for m in model.MODES] == [1, 3, 3, 2]
-    assert [model.blocked_seconds(m, 4, 0.5) for m in model.MODES] == [2.0, 0.0, 2.0, 0.0]
+    caps = model.Caps(pool_limit=3, threads=2, tokens=4)
+    assert [model.upstream_concurrency(m, 5, caps) for m in model.MODES] == [1, 3, 3, 2, 4]
+    assert [model.blocked_seconds(m, 4, 0.5) for m in model.MODES] == [2.0, 0.0, 2.0, 0.0, 0.0]
 
 
 def test_an_empty_burst_is_an_error():
@@ -85,7 +87,7 @@ def test_the_simulation_of_random_bursts_is_the_burst_model():
     for _ in range(300):
         n, limit, threads = rng.randint(1, 30), rng.randint(0, 10), rng.randint(1, 10)
         delay = rng.choice([1.0, 0.37, 2.5, 0.1, 7.3, rng.uniform(0.01, 10)])
-        caps = model.Caps(limit, threads)
+        caps = model.Caps(limit, threads, tokens=rng.randint(1, 10))
         for mode in model.MODES:
             simulated = sorted(model.simulate(mode, [3.0] * n, delay, caps))
             expected = [3.0 + t for t in model.completion_times(mode, n, delay, caps)]
@@ -137,6 +139,7 @@ def test_capacity_grows_with_workers_and_the_simulation_models_one():
     one, four = model.Caps(100, 40), model.Caps(100, 40, workers=4)
     assert [model.capacity(m, 1.0, four) for m in model.MODES] == [4 * model.capacity(m, 1.0, one) for m in model.MODES]
     assert model.Caps.from_info({"pool_limit": 100, "threads": 40, "workers": 4}) == four
+    assert model.Caps.from_info({"pool_limit": 100, "threads": 40, "threadpool_tokens": 7}).tokens == 7
     assert model.Caps.from_info({"pool_limit": 100, "threads": 40}) == one  # a receiver from before workers
     with pytest.raises(ValueError, match="one worker"):
         model.steady_state("sync", 0.5, 1.0, four, duration=10)

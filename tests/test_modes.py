@@ -29,6 +29,8 @@ CASES = [
     pytest.param("mixed", {"RECEIVER_POOL_LIMIT": "2"}, id="mixed-L2"),
     pytest.param("mixed", {"RECEIVER_POOL_LIMIT": "1"}, id="mixed-L1"),
     pytest.param("threaded", {"RECEIVER_THREADS": "2"}, id="threaded-T2"),
+    pytest.param("def", {}, id="def"),
+    pytest.param("def", {"RECEIVER_THREADPOOL_TOKENS": "2"}, id="def-K2"),
 ]
 
 
@@ -87,6 +89,13 @@ def test_burst_matches_the_model(mode, env, upstream, receiver_for):
         # task k+1 is only received after task k's response has gone out
         assert [kind for kind, _ in events] == ["Received", "Send"] * N
         assert all(events[i][1] == events[i + 1][1] for i in range(0, 2 * N, 2))
+    elif mode == "def":
+        # The endpoint, its log line included, runs only once it holds one of anyio's K tokens:
+        # at most K received and not yet answered, and the first min(N, K) received at once.
+        kinds = [kind for kind, _ in events]
+        first = min(N, caps.tokens)
+        assert kinds[:first] == ["Received"] * first, kinds
+        assert max(kinds[:i].count("Received") - kinds[:i].count("Send") for i in range(2 * N + 1)) == first, kinds
     else:
         # all received at once, before any response
         assert [kind for kind, _ in events] == ["Received"] * N + ["Send"] * N
@@ -103,7 +112,7 @@ def test_burst_matches_the_model(mode, env, upstream, receiver_for):
     # The receiver counted the requests under its mode and the route template.
     counted = value(after, "receiver_http_requests_total", mode=mode, route="/tasks/{name}", status="200")
     assert counted == N
-    clients = {"sync": ["requests"], "async": ["aiohttp"], "mixed": ["aiohttp", "requests"], "threaded": ["requests"]}
+    clients = {"sync": ["requests"], "async": ["aiohttp"], "mixed": ["aiohttp", "requests"], "threaded": ["requests"], "def": ["requests"]}
     for client in clients[mode]:
         assert value(after, "receiver_upstream_call_duration_seconds_count", client=client, outcome="ok") == N
 

@@ -1,4 +1,4 @@
-"""Pool saturation: the receiver's thread pool and aiohttp connector show their cap being hit."""
+"""Pool saturation: the receiver's thread pool, anyio's tokens and aiohttp's connector show their cap being hit."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def pools(receiver) -> dict[tuple[str, str], float]:
 
 
 @pytest.mark.parametrize("mode, knob, pool", [("threaded", "RECEIVER_THREADS", "threads"),
+                                              ("def", "RECEIVER_THREADPOOL_TOKENS", "anyio"),
                                               ("async", "RECEIVER_POOL_LIMIT", "aiohttp")])
 def test_a_pool_at_its_cap_shows_busy_and_waiting(start, mode, knob, pool):
     upstream = start("upstream", UPSTREAM_DELAY=f"{D:g}", LOG_LEVEL="warning")

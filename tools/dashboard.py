@@ -71,7 +71,7 @@ WAITING: list[Panel] = [
     (
         "In flight (peak over 5 s)",
         "The lesson in one panel: upstream works on 1 call at a time for a receiver that blocks "
-        "(sync), on N at once for one that does not (async, threaded).",
+        "(sync), on N at once for one that does not (async, threaded, def).",
         "short",
         [
             ('max by (caller) (upstream_http_requests_in_flight_peak{caller!="other"})', "upstream from {{caller}}"),
@@ -94,7 +94,7 @@ WAITING: list[Panel] = [
         "What blocked the loop",
         "Share of the time each receiver's loop was stuck, by the code it was stuck in: the receiver's "
         "own function → the library call below it, sampled from a thread while the loop is blocked "
-        "(LOOP_BLOCK_THRESHOLD). sync and mixed name requests; async and threaded stay at none.",
+        "(LOOP_BLOCK_THRESHOLD). sync and mixed name requests; async, threaded and def stay at none.",
         "percentunit",
         [
             (f"sum by (mode, culprit) ({by_mode(f'rate(receiver_event_loop_block_seconds_total[{RATE}])')}) "
@@ -108,7 +108,7 @@ OPEN_LOOP: list[Panel] = [
     (
         "Offered vs achieved rate",
         "What the sender offers (SENDER_RATE, or N per SENDER_INTERVAL in bursts) and the answers "
-        "per second it gets back. Above a mode's capacity (sync 1/D, async L/D, threaded T/D) "
+        "per second it gets back. Above a mode's capacity (sync 1/D, async L/D, threaded T/D, def K/D) "
         "achieved stays at the capacity and the rest queues or is dropped.",
         "reqps",
         [
@@ -156,9 +156,9 @@ LATENCY: list[Panel] = [
     ),
     (
         "Pools: busy and waiting",
-        "threaded mode's threads (RECEIVER_THREADS, T) and aiohttp's connections (RECEIVER_POOL_LIMIT, L): "
-        "in use, and calls waiting for one. Waiting above 0 means the cap is hit: a burst of N > T "
-        "takes ⌈N/T⌉·D (try RECEIVER_THREADS=2 with N = 5).",
+        "threaded mode's threads (RECEIVER_THREADS, T), def mode's anyio tokens (RECEIVER_THREADPOOL_TOKENS, K) "
+        "and aiohttp's connections (RECEIVER_POOL_LIMIT, L): in use, and calls waiting for one. Waiting above 0 "
+        "means the cap is hit: a burst of N > T takes ⌈N/T⌉·D (try RECEIVER_THREADS=2 with N = 5).",
         "short",
         [
             (f"max by (mode, pool) ({by_mode('receiver_pool_busy')})", "{{mode}} {{pool}} busy"),
@@ -212,7 +212,7 @@ HEALTH: list[Panel] = [
 
 # Each row of panels under a one-line text panel that says what the row teaches.
 ROWS: list[tuple[str, list[Panel]]] = [
-    ("**Does a burst take as long as the model says?** sync: N·D; async and threaded: D; "
+    ("**Does a burst take as long as the model says?** sync: N·D; async, threaded and def: D; "
      "mixed: (N+1)·D, worse than sync. The request rate follows.", MAKESPAN),
     ("**Who waits, and who blocked?** When the receiver blocks, upstream sees one call at a time, "
      "the receiver's event loop is overdue for the whole call, and the culprit is named.", WAITING),
@@ -228,14 +228,14 @@ INTRO = """\
 **What blocking I/O inside async code costs.** The sender fires bursts of N simultaneous
 requests (or, with `SENDER_RATE`, a steady open-loop rate); the receiver calls upstream
 (delay D) for each, in the mode `RECEIVER_MODE` picks. Switch it with
-`RECEIVER_MODE=async docker compose up -d`, or run all four side by side with
+`RECEIVER_MODE=async docker compose up -d`, or run all five side by side with
 `docker compose --profile compare up -d`.
 
 | mode | makespan of a burst | upstream at once | capacity (req/s) |
 |---|---|---|---|
 """ + "\n".join(
     f"| `{mode}` | {FORMULAS[mode]} | {'1' if mode == 'sync' else 'N'} | {CAPACITY_FORMULAS[mode]} |" for mode in MODES
-) + "\n\nL: connector limit, T: threads (see `/info`). Each panel's ⓘ says what it teaches."
+) + "\n\nL: connector limit, T: threads, K: anyio's thread-pool tokens (see `/info`). Each panel's ⓘ says what it teaches."
 
 
 # A receiver's mode (and how it is served) that was not there ANNOTATION_WINDOW ago: a new
@@ -363,7 +363,7 @@ def build() -> dict[str, Any]:
     return {
         "uid": UID,
         "title": "Blocking I/O in async Python",
-        "description": "The lab's one dashboard: sync, async, mixed and threaded receivers side by side in time.",
+        "description": "The lab's one dashboard: sync, async, mixed, threaded and def receivers side by side in time.",
         "tags": ["asyncio", "fastapi", "lab"],
         "editable": False,
         "refresh": "5s",

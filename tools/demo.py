@@ -43,9 +43,10 @@ def main() -> int:
     parser.add_argument("-n", type=int, default=2, help="requests in the burst (seed: 2)")
     parser.add_argument("--threads", type=int, default=40, help="RECEIVER_THREADS (threaded mode)")
     parser.add_argument("--pool-limit", type=int, default=100, help="RECEIVER_POOL_LIMIT (async, mixed)")
+    parser.add_argument("--tokens", type=int, default=40, help="RECEIVER_THREADPOOL_TOKENS (def mode)")
     args = parser.parse_args()
 
-    caps = model.Caps(pool_limit=args.pool_limit, threads=args.threads)
+    caps = model.Caps(pool_limit=args.pool_limit, threads=args.threads, tokens=args.tokens)
     predicted = model.makespan(args.mode, args.n, args.delay, caps)
     with tempfile.TemporaryDirectory(prefix="lab-demo-") as tmp:
         upstream = Service("upstream", {"UPSTREAM_DELAY": str(args.delay)}, Path(tmp, "upstream.log"))
@@ -56,6 +57,7 @@ def main() -> int:
                 "UPSTREAM_URL": upstream.url,
                 "RECEIVER_THREADS": str(args.threads),
                 "RECEIVER_POOL_LIMIT": str(args.pool_limit),
+                "RECEIVER_THREADPOOL_TOKENS": str(args.tokens),
                 "RECEIVER_ACCESS_LOG": "true",  # the seed's log had uvicorn's access line; the demo shows it
             },
             Path(tmp, "receiver.log"),

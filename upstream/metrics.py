@@ -4,7 +4,7 @@ from lab.metrics import BUCKETS, InFlightBy, LoopLag
 from lab.model import MODES
 
 # caller: the mode of the receiver that called (its X-Lab-Mode header), "other" for anyone
-# else: a closed set, so the compare profile's four receivers split every upstream panel.
+# else: a closed set, so the compare profile's five receivers split every upstream panel.
 CALLERS = (*MODES, "other")
 
 REQUESTS = Counter(
