@@ -5,13 +5,18 @@ No Docker needed: wherever Prometheus is installed, every dashboard query is run
 
 from __future__ import annotations
 
+import threading
 import time
 
-from tests.dashboard_check import instant, missing_data
+import yaml
+
+from tests.dashboard_check import instant, missing_data, windows
 from tools import dashboard
-from tools.processes import Service
+from tools.processes import ROOT, Service, get
 
 WINDOW = float(dashboard.ANNOTATION_WINDOW.removesuffix("s"))
+SCRAPE_INTERVAL = float(yaml.safe_load((ROOT / "prometheus/prometheus.yml").read_text())["global"]["scrape_interval"]
+                        .removesuffix("s"))
 
 
 def test_every_dashboard_query_has_data(start, prometheus_for, tmp_path):
@@ -32,14 +37,20 @@ def test_every_dashboard_query_has_data(start, prometheus_for, tmp_path):
         sender.stop()
 
 
+def scraping(prometheus: str, timeout: float = 60) -> str:
+    """prometheus, once it has scraped the receiver (receiver_info is there)."""
+    deadline = time.monotonic() + timeout
+    while not instant(prometheus, "receiver_info"):
+        assert time.monotonic() < deadline, f"no receiver_info in {prometheus} within {timeout:g} s"
+        time.sleep(0.5)
+    return prometheus
+
+
 def test_a_mode_switch_is_annotated(start, prometheus_for, tmp_path):
     """The dashboard's annotation query returns the new mode right after a switch, and nothing in between."""
     upstream = start("upstream", UPSTREAM_DELAY="0")
     before = start("receiver", RECEIVER_MODE="sync", UPSTREAM_URL=upstream.url)
-    prometheus = prometheus_for({"receiver": before.metrics_port})
-    deadline = time.monotonic() + 60
-    while not instant(prometheus, "receiver_info") and time.monotonic() < deadline:
-        time.sleep(0.5)
+    prometheus = scraping(prometheus_for({"receiver": before.metrics_port}))
     time.sleep(WINDOW + 3)  # past the first moments of the first receiver: nothing is new any more
     assert instant(prometheus, dashboard.MODE_CHANGES) == []
     before.stop()  # the switch: a new receiver process in another mode, where Prometheus scrapes
@@ -56,3 +67,28 @@ def test_a_mode_switch_is_annotated(start, prometheus_for, tmp_path):
         assert instant(prometheus, dashboard.MODE_CHANGES) == []  # a mark, not a band over the rest of the run
     finally:
         after.stop()
+
+
+def test_the_culprit_panel_names_requests_within_a_scrape_interval_of_a_sync_burst(start, prometheus_for):
+    upstream = start("upstream", UPSTREAM_DELAY="1")
+    receiver = start("receiver", RECEIVER_MODE="sync", UPSTREAM_URL=upstream.url)
+    prometheus = scraping(prometheus_for({"receiver": receiver.metrics_port}))
+    panel = next(p for p in dashboard.build()["panels"] if p["title"] == "What blocked the loop")
+    query = windows(panel["targets"][0]["expr"])
+    n = 3
+    burst = [threading.Thread(target=get, args=(f"{receiver.url}/tasks/t{i}",), kwargs={"timeout": 30}) for i in range(n)]
+    began = time.monotonic()
+    for thread in burst:
+        thread.start()
+    named, found_at = [], None
+    while time.monotonic() < began + n + SCRAPE_INTERVAL + 10:
+        named = [s["metric"]["culprit"] for s in instant(prometheus, query) if float(s["value"][1]) > 0]
+        if named:
+            found_at = time.monotonic() - began
+            break
+        time.sleep(0.2)
+    for thread in burst:
+        thread.join()
+    assert named == ["receiver.clients.call_with_requests → requests.sessions.Session.get"]
+    # The burst holds the loop n·D = 3 s; the panel names the culprit by then, give or take a scrape.
+    assert found_at is not None and found_at <= n * 1.0 + SCRAPE_INTERVAL + 0.5, found_at
