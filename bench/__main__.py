@@ -123,7 +123,7 @@ def estimate(profile: Profile, plan: list, points: list, skip: list[str]) -> flo
     if "workers" not in skip:
         total += workers.seconds(profile.delay, profile.workers_repeats)
     if "passthrough" not in skip:
-        total += len(passthrough.CONFIGURATIONS) * profile.passthrough[0] * profile.passthrough[1]
+        total += (len(passthrough.CONFIGURATIONS) + len(passthrough.PAIRS)) * profile.passthrough[0] * profile.passthrough[1]
     if "loadgen" not in skip:
         total += len(loadgen.TOOLS) * profile.loadgen[0] * profile.loadgen[1]
     return total

@@ -39,6 +39,11 @@ CONFIGURATIONS: dict[str, tuple[str, dict[str, str]]] = {
     "aiohttp.web proxy": ("bench.references.aiohttp_proxy", {}),
 }
 REFERENCES = ("FastAPI proxy", "aiohttp.web proxy")
+# The ratios the goals judge, measured side by side: both servers on the server core at once,
+# each under its own wrk. Whatever slows the machine down slows both in the same second,
+# so a round's ratio moves by about 1.5% where two runs one after another move by 10%.
+PAIRS = (("receiver", "receiver, metrics off"), ("receiver", "FastAPI proxy"), ("receiver", "aiohttp.web proxy"),
+         ("receiver", "receiver, culprits off"))
 CONNECTIONS = 64
 PATH = "/tasks/task1"
 WARMUP = 1.0  # seconds of load on each server before the first round: lazy imports done, pools filled
@@ -96,6 +101,23 @@ def run_wrk(wrk: str, url: str, duration: float, core: int) -> tuple[str, float]
     return done.stdout, seconds
 
 
+def paired_round(wrk: str, servers: tuple[Service, Service], duration: float, core: int) -> tuple[float, float]:
+    """Both servers under load at once for `duration` s: each one's CPU time per request, in µs."""
+    seconds = max(1, round(duration))
+    before = [cpu_seconds(server.process.pid) for server in servers]
+    runs = [subprocess.Popen([wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", server.url + PATH],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pinned_to({core}))
+            for server in servers]
+    outputs = [run.communicate(timeout=seconds + 30)[0] for run in runs]
+    used = [cpu_seconds(server.process.pid) - start for server, start in zip(servers, before)]
+    answers = [parse_wrk(output) for output in outputs]
+    for server, got, output in zip(servers, answers, outputs):
+        if got["non_2xx"] or got["socket_errors"] or not got["requests"]:
+            raise RuntimeError(f"{server.module} side by side: {got['non_2xx']} non-2xx answers, {got['socket_errors']} "
+                               f"socket errors: the round is invalid\n{output}\n{server.log()[-3000:]}")
+    return used[0] / answers[0]["requests"] * 1e6, used[1] / answers[1]["requests"] * 1e6
+
+
 def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], None] | None = None,
             configurations: dict[str, tuple[str, dict[str, str]]] | None = None) -> dict[str, Any]:
     """Run every configuration `rounds` times for `duration` s each, interleaved; medians per configuration.
@@ -104,6 +126,8 @@ def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], No
     used), "cpu_us" (its CPU time per request), "rounds": [each round's numbers], "vs": {reference:
     same-round ratio of req/s}, "vs_cpu": {reference: the same from CPU time per request}}}, "cores":
     {"server": n, "load": n}, "wrk": version, "duration": s, "rounds": n, "connections": n}.
+    "paired": {"<a> vs <b>": {"ratio": a's throughput over b's, both on the server core at once,
+    the median of `rounds` rounds (from CPU time per request), "rounds", "cpu_us"}} for PAIRS.
     A round with any non-2xx answer or socket error raises RuntimeError: a failing server is an
     error, never a lower number.
     """
@@ -147,6 +171,22 @@ def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], No
                     say(f"round {r + 1}/{rounds}  {label:<26} {got['rps']:>9,.0f} req/s  "
                         f"p50 {got['p50_ms']:.2f} ms  p99 {got['p99_ms']:.2f} ms  server core {used / seconds:.0%}  "
                         f"{used / requests * 1e6:.0f} µs CPU/request")
+            paired: dict[str, Any] = {}
+            for a, b in (pair for pair in PAIRS if set(pair) <= set(servers)):
+                cpu = []
+                for r in range(rounds):
+                    # Which of the two starts first swaps every round: measured here, the first of a pair
+                    # comes out about 2% slower, whichever it is.
+                    if r % 2 == 0:
+                        cpu.append(paired_round(wrk, (servers[a], servers[b]), duration, pinned["load"]))
+                    else:
+                        cpu.append(paired_round(wrk, (servers[b], servers[a]), duration, pinned["load"])[::-1])
+                    say(f"round {r + 1}/{rounds}  side by side: {a} vs {b}  {cpu[-1][1] / cpu[-1][0]:.3f}×")
+                shares = [theirs / mine for mine, theirs in cpu]  # a's throughput over b's at the same CPU
+                paired[f"{a} vs {b}"] = {"a": a, "b": b, "ratio": statistics.median(shares),
+                                         "rounds": [round(r, 4) for r in shares],
+                                         "cpu_us": {a: statistics.median(c for c, _ in cpu),
+                                                    b: statistics.median(c for _, c in cpu)}}
         finally:
             for server in servers.values():
                 server.stop()
@@ -165,7 +205,7 @@ def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], No
     for label in configs:
         configs[label]["vs"] = ratios(configs, label)
         configs[label]["vs_cpu"] = ratios(configs, label, "cpu_us")
-    report = {"configs": configs, "cores": pinned, "wrk": machine.wrk_version(), "duration": max(1, round(duration)),
+    report = {"configs": configs, "paired": paired, "cores": pinned, "wrk": machine.wrk_version(), "duration": max(1, round(duration)),
               "rounds": rounds, "connections": CONNECTIONS}
     return report
 
@@ -214,6 +254,9 @@ def main() -> None:
           f"core = the server's CPU use (100% = its core saturated); µs CPU = the server's CPU time per "
           f"request; × = req/s against the reference's, (CPU) = the same from CPU time per request\n")
     print(table(report))
+    print("\nside by side (both on the server core at once; a's throughput over b's, from CPU time per request):")
+    for label, pair in report["paired"].items():
+        print(f"  {label:<44} {pair['ratio']:.3f}×  (rounds {min(pair['rounds']):.3f}–{max(pair['rounds']):.3f})")
 
 
 if __name__ == "__main__":

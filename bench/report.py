@@ -454,6 +454,15 @@ def _passthrough_section(results: dict, charts: dict[str, str]) -> list[str]:
                millis(c.get("p50_ms")), millis(c.get("p99_ms"))]
         rows.append(row + ([percent(c.get("server_cpu"))] if has_cpu else []))
     out += [about, "", _table(headers, rows, right=range(1, len(headers))), ""]
+    paired = _dict(block.get("paired"))
+    if paired:
+        out += ["Side by side: the two servers of each pair on the server core at once, each under its own wrk, "
+                "the first to start swapped every round. A round's ratio is the first's throughput over the "
+                "second's at the same CPU (their CPU time per request); the goals use these medians.", ""]
+        pair_rows = [[label, ratio(_num(_dict(pair).get("ratio"))),
+                      f"{ratio(min(_dict(pair).get('rounds') or [0]))}–{ratio(max(_dict(pair).get('rounds') or [0]))}"]
+                     for label, pair in paired.items()]
+        out += [_table(["pair", "ratio (median)", "rounds"], pair_rows, right=range(1, 3)), ""]
     return out + _chart(charts, "passthrough.png", "requests per second per configuration")
 
 

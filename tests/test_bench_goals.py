@@ -52,3 +52,17 @@ def test_ratios_are_medians_of_same_round_ratios():
     assert abs(ratio - 16000 / 9000) < 1e-9
     slow = results(sender_rounds=(13000, 14000, 12500))["loadgen"]["results"]
     assert abs(goals.relative(slow, "sender", "Locust FastHttpUser") - 13000 / 9000) < 1e-9
+
+
+def test_side_by_side_ratios_decide_the_pass_through_goals_when_measured():
+    # Separate runs say 3800 vs 3850 (0.99×); side by side on one core the metrics cost 7%: that decides.
+    measured = results()
+    measured["passthrough"]["paired"] = {
+        "receiver vs receiver, metrics off": {"ratio": 0.93, "rounds": [0.92, 0.93, 0.94],
+                                              "cpu_us": {"receiver": 215.0, "receiver, metrics off": 200.0}}}
+    checked = by_name(goals.check(measured))
+    goal = checked["receiver with metrics vs without"]
+    assert goal["passed"] is False and goal["value"] == 0.93
+    assert "215 vs 200 µs" in goal["measured"] and "side by side on one core" in goal["detail"]
+    # a pair not measured side by side falls back to the separate runs
+    assert checked["receiver (async, zero delay) vs the plain FastAPI proxy"]["passed"] is True

@@ -50,7 +50,10 @@ def passthrough() -> dict:
     return {"duration": 10, "rounds": 3, "cores": {"server": 0, "load": 1},
             "configs": {label: {"rps": v, "rounds": [{"rps": v * f} for f in (0.97, 1.0, 1.02)],
                                 "p50_ms": 14.0 * 4300 / v, "p99_ms": 30.0 * 4300 / v, "server_cpu": 0.99}
-                        for label, v in rps.items()}}
+                        for label, v in rps.items()},
+            "paired": {"receiver vs receiver, metrics off": {"a": "receiver", "b": "receiver, metrics off",
+                                                             "ratio": 0.975, "rounds": [0.96, 0.975, 0.99],
+                                                             "cpu_us": {"receiver": 210.0, "receiver, metrics off": 205.0}}}}
 
 
 def workers_row(label: str, mode: str, count: int, spreads: list[list[int]]) -> dict:
@@ -152,6 +155,7 @@ def test_markdown_has_every_section_and_the_verdict(full):
     assert "| sync, 4 workers | 4 | 2.01 (1.01–2.01) | 1.00 | 2+1+1, 1+1+1+1 | 50% | 55 / 55 / 55 / 55 | 218 |" in workers
     assert "| async, 1 worker (uvicorn) | 4 | 1.01 (1.01–1.01) | 1.00 | — | — | 60 | 58 |" in workers
     assert "| receiver | 4,300 | 0.84× | 0.44× | 14.0 | 30.0 | 99% |" in body["Pass-through at zero delay"]
+    assert "| receiver vs receiver, metrics off | 0.97× | 0.96×–0.99× |" in body["Pass-through at zero delay"]
     assert "| sender | 5,000 | 0.91× | 1.67× |" in body["Load generators"]
     goals = body["Goals"]
     assert "| fidelity | mixed makespan N=100 | within ±10% of the model | 1.310× | **FAIL** |" in goals
