@@ -7,8 +7,9 @@ one object that the middleware calls twice a request: one count per bucket per (
 status), from which both the counter and the histogram are served, and no lock, since only
 the event loop writes them. The upstream-call histogram takes a lock: in threaded mode
 several threads write it. Measured with bench.passthrough (RECEIVER_METRICS on and off,
-interleaved rounds, async mode at zero delay), metrics cost about 7% of the receiver's CPU
-per request with prometheus-client's calls; see the README's goal report for these.
+async mode at zero delay), metrics cost about 7% of the receiver's CPU per request with
+prometheus-client's calls, and 3.4% with these (side by side on one core; README, "What the
+receiver costs per request"); bench.instructions counts the same in instructions.
 
 Under gunicorn (RECEIVER_WORKERS > 1) each worker is a process of its own, and these take
 their shared form (lab.metrics.shared): prometheus-client's classes in multiprocess mode,
