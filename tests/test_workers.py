@@ -58,7 +58,7 @@ def test_the_master_serves_every_workers_counts(workers, tmp_path):
     info = json.loads(get(f"{receiver.url}/info")[1])
     assert (info["server"], info["workers"]) == ("gunicorn", 4)
     before = scrape(receiver.metrics_url)
-    assert value(before, "receiver_info", mode="async", server="gunicorn", workers="4", accept="shared", threads="40",
+    assert value(before, "receiver_info", mode="async", server="gunicorn", workers="4", accept="shared", threads="40", threadpool_tokens="40",
                  pool_limit="100", requests_pool="10", upstream_url=info["upstream_url"],
                  upstream_timeout="130.0") == 1.0
 
