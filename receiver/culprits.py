@@ -31,6 +31,11 @@ SAMPLE_INTERVAL = 0.05  # seconds between two looks at the probe (and stack samp
 OTHER = "other"  # the culprit of every block once LOOP_CULPRITS_MAX names are taken
 UNKNOWN = "unknown"  # the loop thread had no Python frame when sampled
 OWN_PACKAGES = ("receiver", "lab")
+# The event loop's own frames: a stack that ends in one of these is the loop between callbacks
+# (uvloop runs them in C), catching up after a block: nobody's code to blame.
+LOOP_FRAMES = {"asyncio.runners.Runner.run", "asyncio.runners.run", "asyncio.base_events.BaseEventLoop.run_forever",
+               "asyncio.base_events.BaseEventLoop.run_until_complete", "asyncio.base_events.BaseEventLoop._run_once",
+               "selectors.EpollSelector.select"}
 
 
 def where(frame: FrameType) -> str:
@@ -51,11 +56,16 @@ def stack_of(frame: FrameType | None) -> list[FrameType]:
     return frames
 
 
-def culprit(frames: list[FrameType]) -> str:
-    """The innermost frame of the lab's own code, and the call below it (innermost first)."""
+def culprit(frames: list[FrameType]) -> str | None:
+    """The innermost frame of the lab's own code, and the call below it (innermost first).
+
+    None: the loop is in its own machinery (LOOP_FRAMES), between callbacks.
+    """
     for i, frame in enumerate(frames):
         if is_own(frame):
             return f"{where(frame)} → {where(frames[i - 1])}" if i > 0 else where(frame)
+    if frames and where(frames[0]) in LOOP_FRAMES:
+        return None
     return where(frames[0]) if frames else UNKNOWN
 
 
@@ -105,20 +115,26 @@ class Culprits:
     def _run(self, loop_thread: int) -> None:
         episode: float | None = None  # the probe's due time of the block being charged
         charged = 0.0  # seconds of it charged so far
-        last, frames = UNKNOWN, []
+        last: str | None = None  # the culprit last named in this block
+        frames: list[FrameType] = []
         while not self._stop.wait(SAMPLE_INTERVAL):
             due = self.probe.due
             if episode is not None and due != episode:
                 # The loop woke the probe, which set its next due time PROBE_INTERVAL after it woke.
                 total = max(charged, due - self.probe.interval - episode)
-                self.charge(last, total - charged)
-                log.warning("event loop blocked %.3f s by %s; stack: %s", total, last, describe(frames))
-                episode, charged = None, 0.0
+                if last is not None:  # the rest of the block (the loop catching up) goes to its culprit
+                    self.charge(last, total - charged)
+                    log.warning("event loop blocked %.3f s by %s; stack: %s", total, last, describe(frames))
+                episode, charged, last = None, 0.0, None
             if due is None:
                 continue
             overdue = time.monotonic() - due
             if overdue <= self.threshold:
                 continue
-            frames = stack_of(sys._current_frames().get(loop_thread))
-            last = self.charge(culprit(frames), overdue - charged)
+            sampled = stack_of(sys._current_frames().get(loop_thread))
+            name = culprit(sampled)
+            if name is None:  # between callbacks: charged, with what follows, to the block's culprit at its end
+                episode = due
+                continue
+            frames, last = sampled, self.charge(name, overdue - charged)
             episode, charged = due, overdue

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import sys
+import threading
 import time
 
 import pytest
+import uvloop
 from prometheus_client import CollectorRegistry, Counter
 
 from lab.metrics import LoopLag
-from receiver.culprits import OTHER, SAMPLE_INTERVAL, Culprits
+from receiver.culprits import OTHER, SAMPLE_INTERVAL, Culprits, culprit, stack_of
 from tests.conftest import scrape
 from tools.processes import sender_once
 
@@ -64,3 +68,20 @@ def test_culprits_are_bounded_the_rest_count_as_other():
     culprits = Culprits(LoopLag("test", registry=CollectorRegistry()), seconds, threshold=0.1, max_culprits=2)
     assert [culprits.charge(name, 1.0) for name in ("a", "b", "c", "d", "a")] == ["a", "b", OTHER, OTHER, "a"]
     assert {s.labels["culprit"]: s.value for s in seconds.collect()[0].samples} == {"a": 2.0, "b": 1.0, OTHER: 2.0}
+
+
+def test_a_loop_between_callbacks_blames_nobody():
+    # uvloop runs its loop in C: an idle (or catching-up) loop's stack ends in asyncio's runner.
+    ready = threading.Event()
+
+    async def idle() -> None:
+        ready.set()
+        await asyncio.sleep(0.5)
+
+    thread = threading.Thread(target=lambda: uvloop.run(idle()))
+    thread.start()
+    ready.wait(5)
+    time.sleep(0.1)  # in the loop's poll now, no Python code of anyone's running
+    frames = stack_of(sys._current_frames()[thread.ident])
+    thread.join()
+    assert culprit(frames) is None, [f.f_code.co_qualname for f in frames]
