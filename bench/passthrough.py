@@ -92,29 +92,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wrk_command(wrk: str, url: str, seconds: int) -> list[str]:
+    return [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
+
+
+def wrk_output(command: list[str], returncode: int, stdout: str, stderr: str) -> str:
+    """wrk's report, or RuntimeError if wrk failed."""
+    if returncode:
+        raise RuntimeError(f"{' '.join(command)} failed ({returncode}):\n{stdout}{stderr}")
+    return stdout
+
+
+def check_round(what: str, got: dict[str, Any], output: str, server: Service) -> None:
+    """RuntimeError unless every request of the round was answered 2xx by a server still running."""
+    if got["non_2xx"] or got["socket_errors"] or not got["requests"] or server.process.poll() is not None:
+        raise RuntimeError(f"{what}: {got['non_2xx']} non-2xx answers, {got['socket_errors']} socket errors: "
+                           f"the round is invalid\n{output}\n{server.log()[-3000:]}")
+
+
 def run_wrk(wrk: str, url: str, duration: float, core: int) -> tuple[str, float]:
     seconds = max(1, round(duration))
-    command = [wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", url]
+    command = wrk_command(wrk, url, seconds)
     done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, preexec_fn=pinned_to({core}))
-    if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return done.stdout, seconds
+    return wrk_output(command, done.returncode, done.stdout, done.stderr), seconds
 
 
 def paired_round(wrk: str, servers: tuple[Service, Service], duration: float, core: int) -> tuple[float, float]:
     """Both servers under load at once for `duration` s: each one's CPU time per request, in µs."""
     seconds = max(1, round(duration))
     before = [cpu_seconds(server.process.pid) for server in servers]
-    runs = [subprocess.Popen([wrk, "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", server.url + PATH],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pinned_to({core}))
-            for server in servers]
-    outputs = [run.communicate(timeout=seconds + 30)[0] for run in runs]
+    commands = [wrk_command(wrk, server.url + PATH, seconds) for server in servers]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=pinned_to({core})) for command in commands]
+    finished = [run.communicate(timeout=seconds + 30) for run in runs]  # first: returncode is set by then
+    outputs = [wrk_output(command, run.returncode, out, err) for command, run, (out, err) in zip(commands, runs, finished)]
     used = [cpu_seconds(server.process.pid) - start for server, start in zip(servers, before)]
     answers = [parse_wrk(output) for output in outputs]
     for server, got, output in zip(servers, answers, outputs):
-        if got["non_2xx"] or got["socket_errors"] or not got["requests"]:
-            raise RuntimeError(f"{server.module} side by side: {got['non_2xx']} non-2xx answers, {got['socket_errors']} "
-                               f"socket errors: the round is invalid\n{output}\n{server.log()[-3000:]}")
+        check_round(f"{server.module} side by side", got, output, server)
     return used[0] / answers[0]["requests"] * 1e6, used[1] / answers[1]["requests"] * 1e6
 
 
@@ -160,12 +175,8 @@ def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], No
                     output, _ = run_wrk(wrk, server.url + PATH, duration, pinned["load"])
                     used, seconds = cpu_seconds(server.process.pid) - before, time.perf_counter() - started
                     got = parse_wrk(output)
-                    if got["non_2xx"] or got["socket_errors"] or server.process.poll() is not None:
-                        raise RuntimeError(
-                            f"{label}, round {r + 1}: {got['non_2xx']} non-2xx answers, {got['socket_errors']} "
-                            f"socket errors: the round is invalid\n{output}\n{server.log()[-3000:]}"
-                        )
-                    requests = got["requests"] or 1
+                    check_round(f"{label}, round {r + 1}", got, output, server)
+                    requests = got["requests"]
                     results[label].append({**got, "server_cpu": round(used / seconds, 3),
                                            "cpu_us": round(used / requests * 1e6, 1)})
                     say(f"round {r + 1}/{rounds}  {label:<26} {got['rps']:>9,.0f} req/s  "

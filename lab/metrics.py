@@ -204,7 +204,6 @@ class LoopLag(Collector):
         self._namespace = namespace
         self._blocked_name = f"{namespace}_event_loop_blocked_seconds"
         self._due: float | None = None
-        self.interval = PROBE_INTERVAL
         self.on_tick: list[Callable[[], None]] = []  # called at every wake-up, on the loop
         if not shared:
             registry.register(self)  # shared: the serving process computes the gauge (MultiprocessBlocked)

@@ -102,7 +102,8 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
     http.mount("http://", WatchedAdapter(pool_maxsize=settings.receiver_requests_pool))
     threads = Threads(settings.receiver_threads)
     threadpool = anyio.to_thread.current_default_thread_limiter()  # this event loop's
-    threadpool.total_tokens = settings.threadpool_tokens
+    if settings.receiver_threadpool_tokens is not None:  # else anyio's own default stays
+        threadpool.total_tokens = settings.receiver_threadpool_tokens
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session:
         try:
             yield Clients(session, http, threads, threadpool, settings.receiver_upstream_timeout, settings.receiver_metrics)

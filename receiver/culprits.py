@@ -23,7 +23,7 @@ from types import FrameType
 
 from prometheus_client import Counter
 
-from lab.metrics import LoopLag
+from lab.metrics import PROBE_INTERVAL, LoopLag
 
 log = logging.getLogger("receiver")
 
@@ -56,14 +56,19 @@ def stack_of(frame: FrameType | None) -> list[FrameType]:
     return frames
 
 
+def innermost_own(frames: list[FrameType]) -> int | None:
+    """The index of the innermost frame of the lab's own code (frames innermost first); None: there is none."""
+    return next((i for i, frame in enumerate(frames) if is_own(frame)), None)
+
+
 def culprit(frames: list[FrameType]) -> str | None:
     """The innermost frame of the lab's own code, and the call below it (innermost first).
 
     None: the loop is in its own machinery (LOOP_FRAMES), between callbacks.
     """
-    for i, frame in enumerate(frames):
-        if is_own(frame):
-            return f"{where(frame)} → {where(frames[i - 1])}" if i > 0 else where(frame)
+    i = innermost_own(frames)
+    if i is not None:
+        return f"{where(frames[i])} → {where(frames[i - 1])}" if i > 0 else where(frames[i])
     if frames and where(frames[0]) in LOOP_FRAMES:
         return None
     return where(frames[0]) if frames else UNKNOWN
@@ -71,7 +76,7 @@ def culprit(frames: list[FrameType]) -> str | None:
 
 def describe(frames: list[FrameType]) -> str:
     """The stack on one line, outermost first: the lab's own frames around the culprit, and every frame below them."""
-    own = next((i for i, frame in enumerate(frames) if is_own(frame)), None)
+    own = innermost_own(frames)
     if own is None:
         shown = frames[:8]
     else:
@@ -121,7 +126,7 @@ class Culprits:
             due = self.probe.due
             if episode is not None and due != episode:
                 # The loop woke the probe, which set its next due time PROBE_INTERVAL after it woke.
-                total = max(charged, due - self.probe.interval - episode)
+                total = max(charged, due - PROBE_INTERVAL - episode)
                 if last is not None:  # the rest of the block (the loop catching up) goes to its culprit
                     self.charge(last, total - charged)
                     log.warning("event loop blocked %.3f s by %s; stack: %s", total, last, describe(frames))

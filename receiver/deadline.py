@@ -26,12 +26,13 @@ from urllib3.connectionpool import HTTPConnectionPool
 class Call:
     """One call's deadline and, once it has one, its socket."""
 
-    __slots__ = ("deadline", "sock", "expired", "_lock")
+    __slots__ = ("deadline", "sock", "expired", "done", "_lock")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.sock: socket.socket | None = None
         self.expired = False
+        self.done = False
         self._lock = threading.Lock()
 
     def use(self, sock: socket.socket | None) -> None:
@@ -40,6 +41,12 @@ class Call:
             self.sock = sock
             if self.expired:
                 self._shut()
+
+    def finish(self) -> None:
+        """The call is over: its connection goes back to the pool, never to be shut by this call."""
+        with self._lock:
+            self.sock = None
+            self.done = True
 
     def expire(self) -> None:
         with self._lock:
@@ -80,17 +87,21 @@ class Watchdog:
             yield watched
         finally:
             self._local.call = None
-            watched.use(None)  # done: the connection goes back to the pool, never to be shut by this call
+            watched.finish()
 
     def current(self) -> Call | None:
         return getattr(self._local, "call", None)
 
     def _run(self) -> None:
+        # It sleeps until the first deadline of a call not known to be over. Calls that are over
+        # leave the heap when they reach its top, without waking the thread at their own deadlines.
         with self._wake:
             while True:
                 now = time.monotonic()
-                while self._due and self._due[0][0] <= now:
-                    heapq.heappop(self._due)[2].expire()
+                while self._due and (self._due[0][2].done or self._due[0][0] <= now):
+                    watched = heapq.heappop(self._due)[2]
+                    if not watched.done:
+                        watched.expire()
                 self._wake.wait(self._due[0][0] - now if self._due else None)
 
 
