@@ -6,13 +6,17 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tools.processes import ROOT, Service, free_port, get, wait_ok
+
+T = TypeVar("T")
 
 # Set by .ci/run: a check that cannot run here (a missing tool) fails instead of skipping.
 STRICT = os.environ.get("LAB_STRICT") == "1"
@@ -33,6 +37,21 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{message}; LAB_STRICT=1 makes this a failure")
         pytest.skip(message)
     return path
+
+
+def eventually(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1) -> T:
+    """check()'s first answer that is not None or False, polled every `interval` s; fails after `timeout` s.
+
+    The one way the tests wait for a state (never a fixed sleep): what is waited for is named.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found is not None and found is not False:
+            return found
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what}")
+        time.sleep(interval)
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
