@@ -28,12 +28,18 @@ disable_created_metrics()
 # The longest delay or timeout any setting accepts, in seconds.
 MAX_SECONDS = 300.0
 
-# Latency buckets for every histogram in the lab. prometheus-client's defaults stop at 10 s,
-# exactly the seed's delay; these reach past MAX_SECONDS, and queueing in sync mode
-# (N requests x D seconds) lands in the upper ones.
-BUCKETS = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0,
+# Latency buckets for every histogram in the lab. histogram_quantile interpolates linearly
+# inside a bucket, so a quantile can be off by up to its bucket's width: with coarse buckets
+# (1, 2.5, 5, ...) a 1 s call reads 1.75 s at p50. From 1/16 s to 128 s the bounds are
+# 2^(1/16) apart, as Prometheus's native histograms lay them out at schema 4: any
+# quantile there reads within 4.5% of the truth, for any delay, with no setting to follow
+# D. Below, a few coarse bounds for fast answers and loop lags; above, up to past
+# MAX_SECONDS. A fixed set, so every series has the same bounded number of buckets.
+STEPS_PER_DOUBLING = 16
+BUCKETS: tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    *(round(2.0 ** (k / STEPS_PER_DOUBLING), 6) for k in range(-4 * STEPS_PER_DOUBLING, 7 * STEPS_PER_DOUBLING + 1)),
+    180.0, 300.0, 600.0,
 )
 
 # The header a receiver names its mode in on every upstream call; upstream labels by it.
@@ -47,6 +53,13 @@ PEAK_SLOT = 0.25
 # How often the event-loop probe wakes up, in seconds.
 PROBE_INTERVAL = 0.05
 
+
+# The gauge of the longest block over the last PEAK_WINDOW seconds (each worker writes its own
+# under gunicorn; the serving process adds the block going on now).
+BLOCKED_PEAK_SUFFIX = "_event_loop_blocked_peak_seconds"
+BLOCKED_HELP = "How long the event loop has been overdue to wake the probe (0 when responsive)."
+BLOCKED_PEAK_HELP = (f"The longest the event loop was blocked over the last {PEAK_WINDOW:g} s, a block going on "
+                     "included: read this one on a dashboard, it cannot fall between two scrapes.")
 
 # The gauge each worker's probe writes when it is next due (multiprocess mode): the process
 # that serves /metrics turns the earliest into <namespace>_event_loop_blocked_seconds.
@@ -63,7 +76,45 @@ def serve(port: int, host: str, registry: CollectorRegistry = REGISTRY) -> None:
     start_http_server(port, addr=host, registry=registry)
 
 
-class InFlight(Collector):
+class WindowMax:
+    """The highest value noted over the last PEAK_WINDOW seconds, to within one PEAK_SLOT.
+
+    A gauge read every few seconds misses what happened between two reads; this keeps it.
+    note() keeps the highest value noted in the current slot; the first note after a slot's
+    end files the slot away with its end time. One thread writes (the event loop), any may
+    read: no lock, and every step a reader can see is consistent.
+    """
+
+    def __init__(self) -> None:
+        self._high: float = 0  # the highest value noted in the current slot
+        self._slot_end = 0.0  # when the current slot ends (the clock the caller passes)
+        self._slots: deque[tuple[float, float]] = deque()  # (end, highest) of earlier slots, oldest first
+
+    def note(self, value: float, now: float) -> None:
+        if now >= self._slot_end:
+            self._file_slot(now)
+        if value > self._high:
+            self._high = value
+
+    def _file_slot(self, now: float) -> None:
+        slots = self._slots
+        if self._high:
+            slots.append((self._slot_end, self._high))  # filed before _high is reset: a reader never misses it
+        self._high = 0
+        self._slot_end = now + PEAK_SLOT
+        while slots and slots[0][0] < now - PEAK_WINDOW - PEAK_SLOT:  # out of every window from now on
+            slots.popleft()
+
+    def highest(self, now: float) -> float:
+        """The highest value noted over the PEAK_WINDOW seconds up to now (0 if none)."""
+        # In this order: a slot filed meanwhile is in the copy of _slots made after reading _high.
+        high, slot_end = self._high, self._slot_end
+        since = now - PEAK_WINDOW
+        recent = [h for end, h in self._slots.copy() if end >= since]
+        return max(high if slot_end >= since else 0, *recent, 0)
+
+
+class InFlight(WindowMax, Collector):
     """Requests in progress, and the highest number in progress over the last PEAK_WINDOW s.
 
     The peak makes short bursts visible even to a scraper that samples every few seconds:
@@ -71,18 +122,14 @@ class InFlight(Collector):
     (the event loop); reading it from the metrics thread is safe.
 
     It is on every request's path, so changing it takes no lock and little work: entering
-    adds one; leaving keeps the highest value that ended in the current slot (PEAK_SLOT
-    seconds) and takes one off. The first exit after a slot's end files the slot away with
-    its end time. So the peak's window is PEAK_WINDOW to within one slot.
+    adds one; leaving notes the value that ended (WindowMax) and takes one off.
     """
 
     def __init__(self, name: str, documentation: str, registry: CollectorRegistry | None = REGISTRY):
+        super().__init__()
         self.name = name
         self.documentation = documentation
         self.value = 0
-        self._high = 0  # the highest value that ended in the current slot
-        self._slot_end = 0.0  # when the current slot ends (time.perf_counter())
-        self._slots: deque[tuple[float, int]] = deque()  # (end, highest) of earlier slots, oldest first
         if registry is not None:  # None: counted by an InFlightBy or a receiver's HttpMetrics
             registry.register(self)
 
@@ -96,28 +143,13 @@ class InFlight(Collector):
     def leave(self, now: float) -> None:
         """One request ended at `now` (time.perf_counter())."""
         ending = self.value
-        if now >= self._slot_end:
-            self._file_slot(now)
-        if ending > self._high:
-            self._high = ending
+        self.note(ending, now)
         self.value = ending - 1
-
-    def _file_slot(self, now: float) -> None:
-        slots = self._slots
-        if self._high:
-            slots.append((self._slot_end, self._high))  # filed before _high is reset: a reader never misses it
-        self._high = 0
-        self._slot_end = now + PEAK_SLOT
-        while slots and slots[0][0] < now - PEAK_WINDOW - PEAK_SLOT:  # out of every window from now on
-            slots.popleft()
 
     def peak(self, now: float | None = None) -> int:
         """The highest value over the PEAK_WINDOW seconds up to now (time.perf_counter(), by default)."""
-        # In this order: a slot filed meanwhile is in the copy of _slots made after reading _high.
-        value, high, slot_end = self.value, self._high, self._slot_end
-        since = (time.perf_counter() if now is None else now) - PEAK_WINDOW
-        recent = [h for end, h in self._slots.copy() if end >= since]
-        return max(value, high if slot_end >= since else 0, *recent)
+        value = self.value  # first: a request that ends meanwhile is then in highest()
+        return int(max(value, self.highest(time.perf_counter() if now is None else now)))
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(self.name, self.documentation, value=self.value)
@@ -190,7 +222,9 @@ class LoopLag(Collector):
     `<namespace>_event_loop_lag_seconds` (histogram): lateness of every wake-up, recorded
     when the loop gets round to it. `<namespace>_event_loop_blocked_seconds` (gauge): how
     overdue the probe is right now, computed when /metrics is read, so it grows live while
-    the loop is blocked.
+    the loop is blocked. `<namespace>_event_loop_blocked_peak_seconds` (gauge): the longest
+    block over the last PEAK_WINDOW seconds, the one going on included, so that a scrape
+    every few seconds sees every block that ended between two scrapes.
     """
 
     def __init__(self, namespace: str, registry: CollectorRegistry = REGISTRY):
@@ -203,7 +237,9 @@ class LoopLag(Collector):
         )
         self._namespace = namespace
         self._blocked_name = f"{namespace}_event_loop_blocked_seconds"
+        self._peak_name = f"{namespace}{BLOCKED_PEAK_SUFFIX}"
         self._due: float | None = None
+        self.blocks = WindowMax()  # each wake-up's lateness, on the monotonic clock
         self.on_tick: list[Callable[[], None]] = []  # called at every wake-up, on the loop
         if not shared:
             registry.register(self)  # shared: the serving process computes the gauge (MultiprocessBlocked)
@@ -212,12 +248,19 @@ class LoopLag(Collector):
         # Shared: each worker writes when it is next due; the gauge is made here, in the worker.
         due = Gauge(f"{self._namespace}{PROBE_DUE_SUFFIX}", "When this worker's probe is due (monotonic clock).",
                     multiprocess_mode="livemin") if shared else None
+        peak = Gauge(self._peak_name, "The longest this worker's loop was blocked over the last "
+                     f"{PEAK_WINDOW:g} s.", multiprocess_mode="livemax") if shared else None
         while True:
             self._due = time.monotonic() + PROBE_INTERVAL
             if due is not None:
                 due.set(self._due)
             await asyncio.sleep(PROBE_INTERVAL)
-            self.histogram.observe(max(0.0, time.monotonic() - self._due))
+            now = time.monotonic()
+            lateness = max(0.0, now - self._due)
+            self.histogram.observe(lateness)
+            self.blocks.note(lateness, now)
+            if peak is not None:
+                peak.set(self.blocks.highest(now))
             for tick in self.on_tick:
                 tick()
 
@@ -230,9 +273,11 @@ class LoopLag(Collector):
         due = self._due
         return 0.0 if due is None else max(0.0, time.monotonic() - due)
 
+    def blocked_peak(self) -> float:
+        """The longest block over the last PEAK_WINDOW seconds, the one going on included."""
+        blocked = self.blocked()  # first: a block that ends meanwhile is then in highest()
+        return max(blocked, self.blocks.highest(time.monotonic()))
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield GaugeMetricFamily(
-            self._blocked_name,
-            "How long the event loop has been overdue to wake the probe (0 when responsive).",
-            value=self.blocked(),
-        )
+        yield GaugeMetricFamily(self._blocked_name, BLOCKED_HELP, value=self.blocked())
+        yield GaugeMetricFamily(self._peak_name, BLOCKED_PEAK_HELP, value=self.blocked_peak())

@@ -27,6 +27,7 @@ from receiver.settings import Settings
 
 log = logging.getLogger("receiver")
 
+TASKS = "/tasks/"  # the prefix of the one route that calls upstream
 INFO_TIMEOUT = 2.0  # seconds /info waits for upstream's /info before reporting it as null
 
 TaskName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
@@ -43,8 +44,9 @@ class ErrorBody(BaseModel):
 class MetricsMiddleware:
     """Pure ASGI middleware (BaseHTTPMiddleware would cost most of the throughput).
 
-    Counts and times every request under its route template, and keeps the in-flight gauge:
-    two calls a request into receiver.metrics.HTTP.
+    Counts and times every request under its route template, and keeps the in-flight gauge
+    of /tasks requests (the lab's work: not /healthz, /info or the docs): two calls a request
+    into receiver.metrics.HTTP.
     """
 
     def __init__(self, app: ASGIApp, mode: str):
@@ -54,7 +56,8 @@ class MetricsMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = HTTP.begin()
+        task = scope["path"].startswith(TASKS)
+        started = HTTP.begin(task)
         status = 500
 
         def send_and_record(message: Message) -> Awaitable[None]:
@@ -67,7 +70,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            HTTP.end(self.mode, getattr(scope.get("route"), "path", "unmatched"), status, started)  # a template
+            HTTP.end(self.mode, getattr(scope.get("route"), "path", "unmatched"), status, started, task)  # a template
 
 
 TASK_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -134,7 +137,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         probe = asyncio.create_task(LOOP_LAG.run())
-        culprits = Culprits(LOOP_LAG, LOOP_BLOCKS, settings.loop_block_threshold, settings.loop_culprits_max)
+        culprits = Culprits(LOOP_LAG, lambda name: LOOP_BLOCKS.labels(settings.receiver_mode, name),
+                            settings.loop_block_threshold, settings.loop_culprits_max)
         if settings.loop_block_threshold > 0:
             culprits.start(threading.get_ident())  # this thread runs the loop
         async with open_clients(settings) as clients:

@@ -19,6 +19,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 from prometheus_client import Counter
@@ -90,9 +91,9 @@ def describe(frames: list[FrameType]) -> str:
 class Culprits:
     """The watcher thread and the counter it writes."""
 
-    def __init__(self, probe: LoopLag, seconds: Counter, threshold: float, max_culprits: int):
+    def __init__(self, probe: LoopLag, seconds: Callable[[str], Counter], threshold: float, max_culprits: int):
         self.probe = probe
-        self.seconds = seconds  # labelled by culprit
+        self.seconds = seconds  # a culprit's name -> its counter
         self.threshold = threshold
         self.max_culprits = max_culprits
         self._named: dict[str, Counter] = {}
@@ -113,7 +114,7 @@ class Culprits:
             if len(self._named) >= self.max_culprits:
                 name = OTHER
             if name not in self._named:
-                self._named[name] = self.seconds.labels(name)
+                self._named[name] = self.seconds(name)
         self._named[name].inc(seconds)
         return name
 

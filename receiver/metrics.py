@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
 from lab import metrics
-from lab.metrics import BUCKETS, InFlight, LoopLag, SharedInFlight
+from lab.metrics import BUCKETS, PEAK_WINDOW, PROBE_INTERVAL, InFlight, LoopLag, SharedInFlight, WindowMax
 
 
 def bounds_of(buckets: Sequence[float]) -> tuple[float, ...]:
@@ -112,7 +112,7 @@ _DURATION = (
     "Time from reading a request to sending its answer (queueing before that is not seen here).",
     ["mode", "route"],
 )
-_IN_FLIGHT = ("receiver_http_requests_in_flight", "Requests the receiver is working on.")
+_IN_FLIGHT = ("receiver_http_requests_in_flight", "/tasks requests the receiver is working on.")
 _UPSTREAM_CALLS = (
     "receiver_upstream_call_duration_seconds",
     "Duration of each call to upstream, by client library and outcome (ok, error, timeout).",
@@ -147,12 +147,13 @@ class HttpMetrics(Collector):
         if registry is not None:
             registry.register(self)
 
-    def begin(self) -> float:
-        """A request came in: the time to hand to end()."""
-        self.in_flight.value += 1
+    def begin(self, task: bool) -> float:
+        """A request came in (task: a /tasks request, counted in flight): the time to hand to end()."""
+        if task:
+            self.in_flight.value += 1
         return time.perf_counter()
 
-    def end(self, mode: str, route: str, status: int, started: float) -> None:
+    def end(self, mode: str, route: str, status: int, started: float, task: bool) -> None:
         """The request begun at `started` was answered with `status` (route: a template, never a raw path)."""
         now = time.perf_counter()
         seconds = now - started
@@ -161,7 +162,8 @@ class HttpMetrics(Collector):
             answered = self._answered[(mode, route, status)] = Answered(len(self.bounds))
         answered.counts[bisect_left(self.bounds, seconds)] += 1
         answered.sum += seconds
-        self.in_flight.leave(now)
+        if task:
+            self.in_flight.leave(now)
 
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily | GaugeMetricFamily]:
         name, documentation, labels = _REQUESTS
@@ -193,15 +195,17 @@ class SharedHttpMetrics:
         self.duration = Histogram(*_DURATION, buckets=BUCKETS)
         self.in_flight = SharedInFlight(*_IN_FLIGHT)
 
-    def begin(self) -> float:
-        self.in_flight.__enter__()
+    def begin(self, task: bool) -> float:
+        if task:
+            self.in_flight.__enter__()
         return time.perf_counter()
 
-    def end(self, mode: str, route: str, status: int, started: float) -> None:
+    def end(self, mode: str, route: str, status: int, started: float, task: bool) -> None:
         now = time.perf_counter()
         self.requests.labels(mode, route, str(status)).inc()
         self.duration.labels(mode, route).observe(now - started)
-        self.in_flight.leave(now)
+        if task:
+            self.in_flight.leave(now)
 
 
 PoolSource = Callable[[], dict[str, tuple[int, int, int]]]  # {pool: (busy, waiting, limit)}
@@ -212,36 +216,83 @@ _POOLS = (
 )
 
 
-class Pools(Collector):
-    """The receiver's pools, read from its clients when scraped: nothing is counted per request.
+# The busy and waiting counts' peaks: sampled at every tick of the loop probe (PROBE_INTERVAL)
+# and kept over PEAK_WINDOW, so a pool filled for a second between two scrapes still shows.
+_POOL_PEAKS = tuple((f"{name}_peak", f"The highest {name} over the last {PEAK_WINDOW:g} s, sampled every "
+                     f"{PROBE_INTERVAL:g} s.") for name, _ in _POOLS[:2])
+
+
+class PoolPeaks:
+    """The highest busy and waiting count of each pool over the last PEAK_WINDOW s, sampled by sample()."""
+
+    def __init__(self) -> None:
+        self.source: PoolSource | None = None
+        self._windows: dict[str, tuple[WindowMax, WindowMax]] = {}
+
+    def sample(self) -> dict[str, tuple[int, int, int]]:
+        """On the loop, at every wake-up of its probe: the pools as they are now."""
+        now = time.monotonic()
+        pools = self.source() if self.source is not None else {}
+        for pool, (busy, waiting, _) in pools.items():
+            windows = self._windows.get(pool) or self._windows.setdefault(pool, (WindowMax(), WindowMax()))
+            windows[0].note(busy, now)
+            windows[1].note(waiting, now)
+        return pools
+
+    def peaks(self, pools: dict[str, tuple[int, int, int]]) -> dict[str, tuple[int, int]]:
+        """{pool: (busy peak, waiting peak)}, the values now (pools) included."""
+        now = time.monotonic()
+        found = {}
+        for pool, (busy, waiting, _) in pools.items():
+            windows = self._windows.get(pool)
+            if windows is not None:
+                busy, waiting = max(busy, int(windows[0].highest(now))), max(waiting, int(windows[1].highest(now)))
+            found[pool] = (busy, waiting)
+        return found
+
+
+class Pools(PoolPeaks, Collector):
+    """The receiver's pools, read from its clients when scraped, and their peaks (PoolPeaks).
 
     source() gives {pool: (busy, waiting, limit)}; None until the app has opened its clients.
+    Nothing is counted per request.
     """
 
     def __init__(self, registry: CollectorRegistry = REGISTRY):
-        self.source: PoolSource | None = None
+        super().__init__()
         registry.register(self)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         pools = self.source() if self.source is not None else {}
+        peaks = self.peaks(pools)
         for i, (name, documentation) in enumerate(_POOLS):
             family = GaugeMetricFamily(name, documentation, labels=["pool"])
             for pool, values in pools.items():
                 family.add_metric([pool], values[i])
             yield family
+        for i, (name, documentation) in enumerate(_POOL_PEAKS):
+            family = GaugeMetricFamily(name, documentation, labels=["pool"])
+            for pool, values in peaks.items():
+                family.add_metric([pool], values[i])
+            yield family
 
 
-class SharedPools:
-    """Pools for a worker under gunicorn: copied into multiprocess gauges at every tick of the loop probe."""
+class SharedPools(PoolPeaks):
+    """Pools for a worker under gunicorn: copied into multiprocess gauges at every tick of the loop probe.
+
+    The peaks are each worker's, summed over the workers.
+    """
 
     def __init__(self) -> None:
-        self.source: PoolSource | None = None
+        super().__init__()
         self._gauges = [Gauge(name, documentation, ["pool"], multiprocess_mode="livesum")
-                        for name, documentation in _POOLS]
+                        for name, documentation in (*_POOLS, *_POOL_PEAKS)]
 
     def refresh(self) -> None:
-        for pool, values in (self.source() if self.source is not None else {}).items():
-            for gauge, value in zip(self._gauges, values):
+        pools = self.sample()
+        peaks = self.peaks(pools)
+        for pool, values in pools.items():
+            for gauge, value in zip(self._gauges, (*values, *peaks[pool])):
                 gauge.labels(pool).set(value)
 
 
@@ -255,12 +306,12 @@ LOOP_LAG = LoopLag("receiver")
 POOLS: Pools | SharedPools = SharedPools() if metrics.shared else Pools()
 if isinstance(HTTP, SharedHttpMetrics):
     LOOP_LAG.on_tick.append(HTTP.in_flight.refresh)
-if isinstance(POOLS, SharedPools):
-    LOOP_LAG.on_tick.append(POOLS.refresh)
+LOOP_LAG.on_tick.append(POOLS.refresh if isinstance(POOLS, SharedPools) else POOLS.sample)
 LOOP_BLOCKS = Counter(
     "receiver_event_loop_block_seconds",
     "Seconds the event loop spent blocked (each block longer than LOOP_BLOCK_THRESHOLD), by the code it "
-    "was stuck in: the innermost frame of the receiver's own code → the call below it (receiver/culprits.py).",
-    ["culprit"],
+    "was stuck in: the innermost frame of the receiver's own code → the call below it (receiver/culprits.py). "
+    "By mode too: a dashboard sums it over minutes, across a mode switch.",
+    ["mode", "culprit"],
 )
 INFO = Info("receiver", "The receiver's mode and the caps that shape it.")

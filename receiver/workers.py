@@ -48,6 +48,7 @@ log = logging.getLogger("receiver")
 
 BLOCKED = "receiver_event_loop_blocked_seconds"
 PROBE_DUE = f"receiver{metrics.PROBE_DUE_SUFFIX}"
+BLOCKED_PEAK = f"receiver{metrics.BLOCKED_PEAK_SUFFIX}"
 
 
 class Worker(UvicornWorker):
@@ -86,16 +87,20 @@ class WorkersMetrics(Collector):
         self._files = multiprocess.MultiProcessCollector(None, path=str(path))
 
     def collect(self) -> Iterator[Any]:
-        for family in self._files.collect():
-            if family.name != PROBE_DUE:
-                yield family
-                continue
-            due = min((sample.value for sample in family.samples), default=None)  # the most overdue worker
-            yield GaugeMetricFamily(
-                BLOCKED,
-                "How long the most overdue worker's event loop has been late to wake its probe (0 when responsive).",
-                value=0.0 if due is None else max(0.0, time.monotonic() - due),
-            )
+        families = {family.name: family for family in self._files.collect()}
+        due = min((sample.value for sample in families.pop(PROBE_DUE).samples), default=None) \
+            if PROBE_DUE in families else None  # the most overdue worker
+        blocked = 0.0 if due is None else max(0.0, time.monotonic() - due)
+        peaks = families.pop(BLOCKED_PEAK).samples if BLOCKED_PEAK in families else []
+        yield from families.values()
+        yield GaugeMetricFamily(
+            BLOCKED,
+            "How long the most overdue worker's event loop has been late to wake its probe (0 when responsive).",
+            value=blocked,
+        )
+        # Each worker wrote its longest block at its last wake-up; a block going on is not in it yet.
+        yield GaugeMetricFamily(BLOCKED_PEAK, metrics.BLOCKED_PEAK_HELP,
+                                value=max([blocked, *(sample.value for sample in peaks)]))
 
 
 class Gunicorn(BaseApplication):

@@ -40,6 +40,11 @@ class Burst:
     def failures(self) -> int:
         return sum(r.status != 200 for r in self.results)
 
+    @property
+    def unanswered(self) -> int:
+        """Requests that got no HTTP answer (refused, reset, timed out)."""
+        return sum(r.status is None for r in self.results)
+
 
 @dataclass(frozen=True)
 class Prediction:

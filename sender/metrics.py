@@ -17,9 +17,6 @@ from lab.metrics import BUCKETS, LoopLag
 UNKNOWN = "unknown"
 MODE_LABELS: tuple[str, ...] = (*model.MODES, UNKNOWN)
 
-# lab.metrics.BUCKETS plus finer points between 0.5 s and 10 s, where open-loop latencies
-# land, so that quantiles interpolate well there.
-SENDER_BUCKETS: tuple[float, ...] = tuple(sorted({*BUCKETS, 0.75, 1.25, 1.5, 2.0, 3.0, 4.0, 7.5}))
 
 REQUESTS = Counter(
     "sender_requests_total",
@@ -41,7 +38,7 @@ LATENCY = Histogram(
     "sender_request_duration_seconds",
     "Time from the request's intended send time to its answer (or to its failure).",
     ["mode"],
-    buckets=SENDER_BUCKETS,
+    buckets=BUCKETS,
 )
 OFFERED = Gauge(
     "sender_offered_requests_per_second",
@@ -54,6 +51,12 @@ ACHIEVED = Gauge(
     ["mode"],
 )
 BURSTS = Counter("sender_bursts_total", "Bursts sent.", ["mode"])
+BURSTS_FAILED = Counter(
+    "sender_bursts_failed_total",
+    "Bursts that did not reach their receiver (a request without an answer, or the receiver's mode unknown): "
+    "they have no makespan.",
+    ["mode"],
+)
 BURST_SIZE = Gauge("sender_burst_size", "Requests in the last burst (N).", ["mode"])
 MAKESPAN = Gauge(
     "sender_burst_makespan_seconds", "Seconds from the last burst's send to its last answer.", ["mode"]

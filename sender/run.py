@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from sender import report
-from sender.burst import predict, run_burst
-from sender.metrics import BURST_SIZE, BURSTS, LOOP_LAG, MAKESPAN, PREDICTED, Rates, publish
+from sender.burst import Burst, Prediction, predict, run_burst
+from sender.metrics import BURST_SIZE, BURSTS, BURSTS_FAILED, LOOP_LAG, MAKESPAN, PREDICTED, UNKNOWN, Rates, publish
 from sender.open_loop import DRAIN, OPEN_LOOP_NAME, WINDOW, OpenLoop, Plan, RateTarget
 from sender.settings import Settings
 from sender.target import Target, session_for
@@ -101,12 +101,7 @@ async def run_bursts(settings: Settings, once: bool, json_path: Path | None, sto
                 for t, burst, prediction in rounds:
                     BURSTS.labels(t.mode).inc()
                     log.info(report.summary(number, burst, t.mode, prediction, t.base if several else ""))
-                modes = {t.mode for t in targets}
-                publish(BURST_SIZE, {mode: n for mode in modes})
-                publish(MAKESPAN, {m: max(b.makespan for t, b, _ in rounds if t.mode == m) for m in modes})
-                publish(PREDICTED, {
-                    m: max((p.makespan if p else math.nan) for t, _, p in rounds if t.mode == m) for m in modes
-                })
+                publish_bursts(rounds, n)
                 if once:
                     for t, burst, _ in rounds:
                         print(f"{t.base}\n{report.timeline(burst)}" if several else report.timeline(burst), flush=True)
@@ -123,6 +118,22 @@ async def run_bursts(settings: Settings, once: bool, json_path: Path | None, sto
         finally:
             if ticker is not None:
                 ticker.cancel()
+
+
+def publish_bursts(rounds: list[tuple[Target, Burst, Prediction | None]], n: int) -> None:
+    """The bursts' makespans and predictions, per mode. A burst that did not reach its receiver
+    (a request without an answer, or a receiver whose mode is unknown: restarting) has no
+    makespan: it counts as failed, and its mode shows no makespan until one reaches it."""
+    reached = []
+    for t, b, p in rounds:
+        if t.mode == UNKNOWN or b.unanswered:
+            BURSTS_FAILED.labels(t.mode).inc()
+        else:
+            reached.append((t, b, p))
+    modes = {t.mode for t, _, _ in reached}
+    publish(BURST_SIZE, {mode: n for mode in modes})
+    publish(MAKESPAN, {m: max(b.makespan for t, b, _ in reached if t.mode == m) for m in modes})
+    publish(PREDICTED, {m: max((p.makespan if p else math.nan) for t, _, p in reached if t.mode == m) for m in modes})
 
 
 async def tick_rates(rates: Rates, targets: list[Target], offered_each: float) -> None:

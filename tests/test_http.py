@@ -71,6 +71,10 @@ def test_upstream_labels_callers_by_mode_from_a_closed_set(upstream, receiver_fo
     samples = scrape(upstream.metrics_url)
     callers = {dict(labels)["caller"]: v for (name, labels), v in samples.items() if name == "upstream_http_requests_total"}
     assert callers == {"threaded": 1, "sync": 1, "other": 2}
+    # upstream's own clock for each caller's calls, to set beside the receiver's client's
+    timed = {dict(labels)["caller"]: v for (name, labels), v in samples.items()
+             if name == "upstream_http_request_duration_seconds_count" and dict(labels)["route"] == "/work"}
+    assert timed == {"threaded": 1, "sync": 1, "other": 2}
     in_flight = {dict(labels)["caller"] for (name, labels), _ in samples.items() if name == "upstream_http_requests_in_flight"}
     assert in_flight == {*model.MODES, "other"}  # every caller's series, from the start
 

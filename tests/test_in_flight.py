@@ -1,6 +1,11 @@
-"""The in-flight gauge's peak: the highest value over the last PEAK_WINDOW seconds, to within a slot."""
+"""Peaks kept between scrapes: the highest value over the last PEAK_WINDOW seconds, to within a slot."""
 
-from lab.metrics import PEAK_SLOT, PEAK_WINDOW, InFlight
+import asyncio
+import time
+
+from prometheus_client import CollectorRegistry
+
+from lab.metrics import PEAK_SLOT, PEAK_WINDOW, PROBE_INTERVAL, InFlight, LoopLag
 
 T = 1000.0  # a time.perf_counter() value; the gauge is told every time, so nothing here waits
 
@@ -38,3 +43,23 @@ def test_a_smaller_later_burst_outlives_a_larger_earlier_one():
     assert gauge.peak(T + 3.0 + PEAK_WINDOW + PEAK_SLOT + 0.01) == 0
     burst(gauge, 1, T + 100.0)  # much later: every earlier slot is dropped, not kept for ever
     assert len(gauge._slots) <= 1 and gauge.peak(T + 100.0) == 1
+
+
+def test_a_block_between_two_scrapes_is_still_seen_by_the_blocked_peak():
+    # The loop blocked for 0.4 s and then ran again: the gauge of now says 0, the peak says 0.4 s.
+    lag = LoopLag("t", registry=CollectorRegistry())
+
+    async def block_then_read() -> tuple[float, float]:
+        probe = asyncio.create_task(lag.run())
+        await asyncio.sleep(2 * PROBE_INTERVAL)  # the probe is running
+        time.sleep(0.4)  # deliberate: the loop is blocked, as requests inside async def blocks it
+        woke = lag.blocks.highest(time.monotonic())
+        while lag.blocks.highest(time.monotonic()) == woke:  # until the probe has woken after the block
+            await asyncio.sleep(PROBE_INTERVAL / 5)
+        read = lag.blocked(), lag.blocked_peak()
+        probe.cancel()
+        return read
+
+    blocked, peak = asyncio.run(asyncio.wait_for(block_then_read(), 5))
+    assert blocked < 0.1
+    assert 0.4 - PROBE_INTERVAL <= peak < 0.6

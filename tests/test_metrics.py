@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 import subprocess
 import threading
@@ -10,8 +11,8 @@ import time
 import pytest
 
 from lab.metrics import BUCKETS, MAX_SECONDS
-from tools.processes import Service, get
-from tests.conftest import require_tool, samples, scrape, value
+from tools.processes import Service, free_port, get
+from tests.conftest import Samples, eventually, require_tool, samples, scrape, value
 
 UPSTREAM_SERIES = [
     "upstream_http_requests_total",
@@ -20,6 +21,7 @@ UPSTREAM_SERIES = [
     "upstream_http_requests_in_flight_peak",
     "upstream_event_loop_lag_seconds_bucket",
     "upstream_event_loop_blocked_seconds",
+    "upstream_event_loop_blocked_peak_seconds",
 ]
 RECEIVER_SERIES = [
     "receiver_http_requests_total",
@@ -29,6 +31,9 @@ RECEIVER_SERIES = [
     "receiver_upstream_call_duration_seconds_bucket",
     "receiver_event_loop_lag_seconds_bucket",
     "receiver_event_loop_blocked_seconds",
+    "receiver_event_loop_blocked_peak_seconds",
+    "receiver_pool_busy_peak",
+    "receiver_pool_waiting_peak",
     "receiver_info",
 ]
 SENDER_SERIES = [
@@ -45,6 +50,7 @@ SENDER_SERIES = [
     "sender_burst_predicted_makespan_seconds",
     "sender_event_loop_lag_seconds_bucket",
     "sender_event_loop_blocked_seconds",
+    "sender_event_loop_blocked_peak_seconds",
 ]
 
 
@@ -145,3 +151,55 @@ def test_metrics_answer_while_sync_mode_blocks_the_loop(upstream, receiver_for):
     assert took < 1.0
     assert value(samples, "receiver_event_loop_blocked_seconds") > 0.2
     assert value(samples, "receiver_http_requests_in_flight") == 1
+
+
+def quantile_read(q: float, observed: float) -> float:
+    """What histogram_quantile(q, ...) reads when every observation is `observed`: Prometheus
+    interpolates linearly inside the bucket that holds the rank (promql's bucketQuantile)."""
+    i = bisect.bisect_left(BUCKETS, observed)  # the bucket (BUCKETS[i-1], BUCKETS[i]] holds it
+    lower = BUCKETS[i - 1] if i else 0.0
+    return lower + (BUCKETS[i] - lower) * q
+
+
+def test_a_call_of_any_delay_reads_true_at_p50_and_p99():
+    # Every delay from 0.1 s to 120 s (a dense sweep), as the call itself or with a few ms of
+    # overhead: the dashboard's p50 and p99 read within 5% of it.
+    delays = [0.1 * 1200 ** (k / 999) for k in range(1000)]
+    for delay in delays:
+        for observed in (delay, delay * 1.002 + 0.003):
+            for q in (0.5, 0.99):
+                assert abs(quantile_read(q, observed) / observed - 1) <= 0.05, (delay, observed, q)
+    assert len(BUCKETS) < 200  # a fixed, bounded number of series per histogram
+
+
+def test_in_flight_counts_the_work_not_health_checks_or_info(upstream, receiver_for):
+    receiver = receiver_for("async")
+    for _ in range(3):
+        assert get(f"{receiver.url}/healthz")[0] == get(f"{receiver.url}/info")[0] == 200
+    probes_only = scrape(receiver.metrics_url)
+    assert value(probes_only, "receiver_http_requests_in_flight_peak") == 0
+    assert value(probes_only, "receiver_http_requests_total", mode="async", route="/healthz", status="200") >= 3
+    upstream_seen = scrape(upstream.metrics_url)  # the receiver's /info asked upstream's /info three times
+    assert not any(v for (name, _), v in upstream_seen.items() if name == "upstream_http_requests_in_flight_peak")
+    assert get(f"{receiver.url}/tasks/task1?delay=0")[0] == 200
+    assert value(scrape(receiver.metrics_url), "receiver_http_requests_in_flight_peak") == 1
+    assert value(scrape(upstream.metrics_url), "upstream_http_requests_in_flight_peak", caller="async") == 1
+
+
+def test_a_burst_that_reaches_no_receiver_is_a_failed_burst_not_a_makespan(tmp_path):
+    # A receiver restarting (here: none at all) answers no request: the burst has no makespan.
+    sender = Service("sender", {"RECEIVER_URL": f"http://127.0.0.1:{free_port()}", "SENDER_CONCURRENCY": "3",
+                                "SENDER_INTERVAL": "60", "SENDER_TIMEOUT": "2"}, tmp_path / "sender.log").start()
+    try:
+        def failed() -> Samples | None:
+            try:
+                found = scrape(sender.metrics_url, timeout=1)
+            except OSError:
+                return None
+            return found if value(found, "sender_bursts_failed_total", mode="unknown") == 1 else None
+
+        seen = eventually(failed, 20, "the sender counting its first burst as failed")
+    finally:
+        sender.stop()
+    assert not [labels for name, labels in seen if name == "sender_burst_makespan_seconds"]
+    assert value(seen, "sender_bursts_total", mode="unknown") == 1

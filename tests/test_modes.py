@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from lab import model
+from lab.metrics import PROBE_INTERVAL
 from tools.processes import Service, get
 from sender.burst import Burst, run_burst
 from tests.conftest import scrape, value
@@ -32,6 +33,16 @@ CASES = [
     pytest.param("def", {}, id="def"),
     pytest.param("def", {"RECEIVER_THREADPOOL_TOKENS": "2"}, id="def-K2"),
 ]
+
+
+# The pool each mode's calls wait for, and its cap: (pool, cap) from the receiver's caps.
+POOLS = {
+    "sync": lambda caps: (None, 0),
+    "async": lambda caps: ("aiohttp", caps.pool_limit),
+    "mixed": lambda caps: ("aiohttp", caps.pool_limit),
+    "threaded": lambda caps: ("threads", caps.threads),
+    "def": lambda caps: ("anyio", caps.tokens),
+}
 
 
 def caps_of(receiver: Service) -> model.Caps:
@@ -108,6 +119,20 @@ def test_burst_matches_the_model(mode, env, upstream, receiver_for):
         assert lag >= 0.7 * blocked, f"{mode}: the loop stalled only {lag:.3f}s of {blocked:.3f}s"
     else:
         assert lag < 0.05 * N * D, f"{mode}: the loop stalled {lag:.3f}s though nothing blocks it"
+
+    # What a scrape after the burst still sees, though it is over: the peaks of the last few
+    # seconds (lab.metrics.WindowMax), which a dashboard reads instead of the values now.
+    assert value(after, "receiver_http_requests_in_flight_peak") == (1 if mode == "sync" else N)
+    blocked_peak = value(after, "receiver_event_loop_blocked_peak_seconds")
+    if blocked:  # the probe was kept waiting for a whole blocking call at least
+        assert blocked_peak >= D - PROBE_INTERVAL, f"{mode}: blocked peak {blocked_peak:.3f}s"
+    else:
+        assert blocked_peak < 0.1, f"{mode}: blocked peak {blocked_peak:.3f}s though nothing blocks it"
+    pool, cap = POOLS[mode](caps)
+    if pool:  # the most calls in the mode's pool at once, and waiting for it, whatever the scrape's moment
+        at_once = min(N, cap) if cap else N
+        peaks = {kind: value(after, f"receiver_pool_{kind}_peak", pool=pool) for kind in ("busy", "waiting")}
+        assert peaks == {"busy": at_once, "waiting": N - at_once}, (mode, env, peaks)
 
     # The receiver counted the requests under its mode and the route template.
     counted = value(after, "receiver_http_requests_total", mode=mode, route="/tasks/{name}", status="200")

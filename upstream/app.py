@@ -7,6 +7,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 
 from aiohttp import web
 
@@ -38,6 +39,10 @@ def parse_delay(raw: str, max_delay: float) -> float:
     return delay
 
 
+PROBES = frozenset({"/healthz", "/info"})  # asked by healthchecks and senders: not the work the lab counts
+NOT_COUNTED = nullcontext()
+
+
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     resource = request.match_info.route.resource
@@ -47,7 +52,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         caller = "other"
     started = time.perf_counter()
     status = 500
-    with IN_FLIGHT[caller]:
+    with NOT_COUNTED if route in PROBES else IN_FLIGHT[caller]:  # in flight: calls that do work, not probes
         try:
             response = await handler(request)
             status = response.status
@@ -57,7 +62,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise
         finally:
             REQUESTS.labels(route, str(status), caller).inc()
-            DURATION.labels(route).observe(time.perf_counter() - started)
+            DURATION.labels(route, caller).observe(time.perf_counter() - started)
 
 
 async def work(request: web.Request) -> web.Response:

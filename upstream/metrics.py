@@ -12,13 +12,14 @@ REQUESTS = Counter(
 )
 DURATION = Histogram(
     "upstream_http_request_duration_seconds",
-    "Time upstream took to answer, delay included.",
-    ["route"],
+    "Time upstream took to answer, delay included, by the caller's mode: what each call really took, "
+    "beside what the receiver's client measured.",
+    ["route", "caller"],
     buckets=BUCKETS,
 )
 IN_FLIGHT = InFlightBy(
     "upstream_http_requests_in_flight",
-    "Requests upstream is working on, by the caller's mode: 1 at a time from a receiver that blocks, N from one that does not.",
+    "/work requests upstream is working on, by the caller's mode: 1 at a time from a receiver that blocks, N from one that does not.",
     "caller",
     CALLERS,
 )
