@@ -15,10 +15,11 @@ TOKENS ?= 40
 
 REQUIREMENTS := requirements-dev.txt constraints.txt upstream/requirements.txt receiver/requirements.txt sender/requirements.txt
 
-.PHONY: help venv bench-venv test bench bench-quick soak profile demo upstream receiver sender constraints clean
+.PHONY: help venv bench-venv test tour bench bench-quick soak demo upstream receiver sender constraints clean snapshot
 
 help:
-	@echo "make test                  run every test (creates .venv first)"
+	@echo "make test                  run every test but the tour (creates .venv first)"
+	@echo "make tour                  the README's tour in the compose lab, every panel checked (~6 min; Docker)"
 	@echo "make demo MODE=sync        the seed's experiment on loopback: MODE=sync|async|mixed|threaded|def"
 	@echo "                           DELAY=1 N=2 THREADS=40 POOL_LIMIT=100 TOKENS=40 (DELAY=10: the seed's numbers)"
 	@echo "make bench                 measure every mode against the model, write tables, charts, goals (~30 min)"
@@ -26,6 +27,8 @@ help:
 	@echo "make bench-quick           the same in about 5 minutes (a smoke run: goals reported, not enforced)"
 	@echo "make soak                  30 minutes at half capacity: memory, errors and series checked (SOAK_ARGS=--minutes 5)"
 	@echo "make upstream|receiver|sender   run one service in the foreground (configure by environment)"
+	@echo "make snapshot              draw the Grafana dashboard into dashboard.png from its own queries (no Grafana)"
+	@echo "                           SNAPSHOT_ARGS=\"--prometheus http://127.0.0.1:9090 --minutes 15 --require-data\""
 	@echo "make constraints           re-pin constraints.txt from the current .venv"
 	@echo "make clean                 remove .venv and caches"
 
@@ -43,7 +46,11 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 bench-venv: $(VENV)/.bench-installed
 
 test: $(VENV)/.installed
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not tour" $(PYTEST_ARGS)
+
+# The README's tour in the compose lab, read off the dashboard panel by panel (tests/test_tour.py).
+tour: $(VENV)/.installed
+	$(PY) -m pytest -m tour $(PYTEST_ARGS)
 
 # make bench: the full profile; BENCH_ARGS passes more (e.g. --receivers http://127.0.0.1:8000).
 bench: $(VENV)/.bench-installed
@@ -60,6 +67,10 @@ demo: $(VENV)/.installed
 
 upstream receiver sender: $(VENV)/.installed
 	$(PY) -m $@
+
+# make snapshot: the dashboard as a PNG, drawn from its queries against a Prometheus (tools/snapshot.py).
+snapshot: $(VENV)/.installed
+	$(PY) -m tools.snapshot $(SNAPSHOT_ARGS)
 
 constraints: $(VENV)/.installed
 	{ head -2 constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new

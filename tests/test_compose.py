@@ -12,114 +12,25 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from lab import model
-from tools.processes import ROOT, free_port, get
+from tools.processes import get
+from tests.compose import COMPARE, SERVICES, Lab, docker_ready, host_ports, images_missing, require_docker
 from tests.conftest import STRICT
 from tests.dashboard_check import instant, missing_data, missing_modes
 
-SERVICES = ["upstream", "receiver", "sender", "prometheus"]  # all but grafana
-COMPARE = [f"receiver-{mode}" for mode in model.MODES] + ["sender-compare"]
 N, D = 4, 0.5
-
-
-BASE_IMAGES = ("PYTHON_IMAGE", "PROMETHEUS_IMAGE")  # what the build and the stack need besides this repository
-
-
-def docker_ready() -> str | None:
-    """Why Docker cannot be used here, or None if it can."""
-    docker = shutil.which("docker")
-    if docker is None:
-        return "docker is not installed"
-    if subprocess.run([docker, "compose", "version"], capture_output=True).returncode:
-        return "docker compose (v2) is not installed"
-    if subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode:
-        return "no Docker engine is running"
-    return None
-
-
-def pinned(variable: str, environ: dict[str, str]) -> str:
-    """The image a base-image variable names: the environment's, else .env's."""
-    if environ.get(variable):
-        return environ[variable]
-    for line in (ROOT / ".env").read_text().splitlines():
-        if line.startswith(f"{variable}="):
-            return line.split("=", 1)[1].strip()
-    raise KeyError(f".env names no {variable}")
-
-
-def images_missing(environ: dict[str, str]) -> str | None:
-    """Why the lab's images cannot be built here (a base image is not on this engine), or None.
-
-    The tests never pull: `docker compose pull` does where a registry can be reached, and
-    scripts/offline-images.sh builds stand-ins where none can (one line says which to run).
-    """
-    missing = [name for name in (pinned(v, environ) for v in BASE_IMAGES)
-               if subprocess.run(["docker", "image", "inspect", name], capture_output=True, timeout=30).returncode]
-    if not missing:
-        return None
-    return (f"this Docker engine lacks {', '.join(missing)}: run `docker compose pull` where a registry can be "
-            "reached, or `eval \"export $(scripts/offline-images.sh | tail -1)\"` where none can, then make test")
-
-
-class Lab:
-    def __init__(self, project: str, env: dict[str, str]):
-        self.project = project
-        self.env = env
-
-    def compose(self, *args: str, timeout: float = 300, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            ["docker", "compose", "-p", self.project, *args], cwd=ROOT, env={**os.environ, **self.env, **env},
-            capture_output=True, text=True, timeout=timeout,
-        )
-        if check and done.returncode:
-            logs = subprocess.run(["docker", "compose", "-p", self.project, "logs", "--tail", "30"], cwd=ROOT,
-                                  env={**os.environ, **self.env}, capture_output=True, text=True).stdout
-            raise AssertionError(f"docker compose {' '.join(args)}: exit {done.returncode}\n{done.stderr}\n{logs}")
-        return done
-
-    def ids(self) -> dict[str, str]:
-        out = self.compose("ps", "--format", "json").stdout
-        rows = [json.loads(line) for line in out.splitlines() if line.strip()]
-        if len(rows) == 1 and isinstance(rows[0], list):
-            rows = rows[0]
-        return {row["Service"]: row["ID"] for row in rows}
-
-    @property
-    def prometheus(self) -> str:
-        return f"http://127.0.0.1:{self.env['HOST_PROMETHEUS_PORT']}"
-
-    @property
-    def receiver(self) -> str:
-        return f"http://127.0.0.1:{self.env['HOST_RECEIVER_PORT']}"
-
-    def leftovers(self) -> list[str]:
-        label = f"label=com.docker.compose.project={self.project}"
-        found = []
-        for kind in (["ps", "-a"], ["network", "ls"], ["volume", "ls"]):
-            out = subprocess.run(["docker", *kind, "-q", "--filter", label], capture_output=True, text=True).stdout
-            found += [f"{kind[0]} {line}" for line in out.split()]
-        return found
 
 
 @pytest.fixture(scope="module")
 def lab():
-    reason = docker_ready() or images_missing(dict(os.environ))
-    if reason:
-        if STRICT:
-            pytest.fail(f"{reason}; LAB_STRICT=1 makes this a failure (see .ci/run)")
-        pytest.skip(reason)
+    require_docker()
     env = {
-        "HOST_RECEIVER_PORT": str(free_port()),
-        "HOST_UPSTREAM_PORT": str(free_port()),
-        "HOST_PROMETHEUS_PORT": str(free_port()),
-        "HOST_GRAFANA_PORT": str(free_port()),
-        **{f"HOST_RECEIVER_{mode.upper()}_PORT": str(free_port()) for mode in model.MODES},
+        **host_ports(),
         "RECEIVER_MODE": "sync",
         "UPSTREAM_DELAY": str(D),
         "SENDER_CONCURRENCY": str(N),

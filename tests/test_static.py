@@ -16,6 +16,7 @@ from tools import dashboard
 from tools.processes import ROOT, free_port
 from receiver.settings import Settings as ReceiverSettings
 from sender.settings import Settings as SenderSettings
+from tests.compose import dotenv
 from tests.conftest import STRICT, require_tool
 from upstream.settings import Settings as UpstreamSettings
 
@@ -30,12 +31,6 @@ RUNS = {"upstream": "upstream", "receiver": "receiver", "sender": "sender", "sen
 WIRING = {"HOST", "PORT", "METRICS_PORT", "UPSTREAM_URL", "RECEIVER_URL", "PROMETHEUS_MULTIPROC_DIR"}
 PUBLISHED = re.compile(r"^127\.0\.0\.1:\$\{HOST_([A-Z_]+)_PORT:-(\d+)\}:(\d+)$")
 PINNED = re.compile(r"^[\w./-]+:(v?\d+\.\d+\.\d+)[\w.-]*$")  # a tag with a full version, never latest
-
-
-def dotenv() -> dict[str, str]:
-    pairs = (line.split("=", 1) for line in (ROOT / ".env").read_text().splitlines()
-             if line.strip() and not line.startswith("#"))
-    return {key: value for key, value in pairs}
 
 
 def knobs(service: str) -> set[str]:
@@ -241,7 +236,7 @@ def test_dashboard_shows_every_part_of_the_story():
     for metric in ["receiver_info", "sender_requests_total", "receiver_http_requests_total",
                    "upstream_http_requests_total", "sender_request_duration_seconds",
                    "upstream_http_requests_in_flight", "receiver_http_requests_in_flight",
-                   "_event_loop_blocked_seconds", "_event_loop_lag_seconds", "sender_burst_makespan_seconds",
+                   "_event_loop_blocked_peak_seconds", "_event_loop_lag_seconds", "sender_burst_makespan_seconds",
                    "sender_burst_predicted_makespan_seconds", "receiver_upstream_call_duration_seconds", "up"]:
         assert metric in exprs, metric
     assert "rate(" in exprs and "$__rate_interval" in exprs
@@ -269,3 +264,21 @@ def test_readme_names_only_panels_the_dashboard_has():
     assert quoted, "the tour names no panel"
     unknown = [q for q in quoted if not any(title.startswith(q) for title in titles)]
     assert not unknown, f"the README's tour names panels the dashboard does not have: {unknown}"
+
+
+def test_dashboard_is_built_with_the_grafana_sdk_build_for_the_pinned_grafana():
+    # tools/dashboard.py builds the JSON with grafana-foundation-sdk, at the build for Grafana 11.4: the
+    # Grafana that compose runs. A plain install would pick another build (10.1), another schema.
+    from importlib.metadata import version
+
+    from grafana_foundation_sdk.models.dashboard import Dashboard
+
+    pin = "1769699520!11.4.0"
+    assert version("grafana-foundation-sdk") == pin
+    requirements = [line.split("#")[0].strip() for line in (ROOT / "requirements-dev.txt").read_text().splitlines()]
+    assert f"grafana-foundation-sdk=={pin}" in requirements
+    assert f"grafana_foundation_sdk=={pin}" in (ROOT / "constraints.txt").read_text().splitlines()
+    grafana = re.search(r"grafana/grafana:(\d+\.\d+)\.", COMPOSE["services"]["grafana"]["image"])
+    assert grafana and pin.split("!")[1].startswith(grafana.group(1) + "."), "the SDK's build is not the Grafana's"
+    assert isinstance(dashboard.board().build(), Dashboard)
+    assert dashboard.build()["schemaVersion"] == 39  # classic dashboard JSON, as file provisioning reads it

@@ -4,14 +4,28 @@ The dashboard is code so that its panels, queries and texts stay readable and re
 and so that its text quotes the same model (lab.model) the sender and the tests use.
 Tests check that the committed JSON is what this module writes, and run every query
 against a real Prometheus. `$__rate_interval` is Grafana's: the tests put a window in.
+The JSON is built with grafana-foundation-sdk, Grafana's own typed builders, at its build for
+Grafana 11.4 (the image compose runs): classic dashboard JSON, schemaVersion 39.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Self, TypeVar
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dashboards
+from grafana_foundation_sdk.builders import prometheus, timeseries
+from grafana_foundation_sdk.builders import stat as stats
+from grafana_foundation_sdk.builders import text as texts
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common
+from grafana_foundation_sdk.models import dashboard as schema
+from grafana_foundation_sdk.models.text import TextMode
 
 from lab.model import CAPACITY_FORMULAS, FORMULAS, MODES
 
@@ -22,207 +36,243 @@ RATE = "$__rate_interval"
 RANGE = "$__range"  # the dashboard's time range, as Grafana puts it in a query
 
 
-def quantiles(metric: str, by: str = "", qs: tuple[float, ...] = (0.5, 0.95, 0.99), join: bool = False) -> list[tuple[str, str]]:
-    """histogram_quantile of a histogram, per `by` label(s); join: take `mode` from receiver_info."""
-    group = f"le{', ' + by if by else ''}"
-    suffix = " " + " ".join(f"{{{{{label.strip()}}}}}" for label in by.split(",")) if by else ""
-    rate = f"rate({metric}_bucket[{RATE}])"
-    if join:
-        rate = by_mode(rate)
-    return [(f"histogram_quantile({q}, sum by ({group}) ({rate}))", f"p{round(q * 100)}{suffix}") for q in qs]
+@dataclass(frozen=True)
+class Query:
+    expr: str
+    legend: str
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A time series panel: what it teaches (its ⓘ), one unit for its one axis, its queries."""
+
+    title: str
+    description: str
+    unit: str
+    queries: tuple[Query, ...]
+    width: int = 8
+    no_value: str | None = None  # what the panel says when its queries have nothing (Grafana's noValue)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A stat panel of the first row, read at the dashboard's end time (instant queries)."""
+
+    title: str
+    description: str
+    unit: str
+    queries: tuple[Query, ...]
+    text_mode: str  # Grafana's: name | value | value_and_name
+    width: int = 4
+    no_value: str | None = None
+
+
+# What runs now: receiver_info of every receiver scraped within the last FRESH seconds (a
+# receiver gone, or series left from before a `down`, are not) — a stat about now never lists
+# a mode that has stopped. Prometheus marks a stopped target's series stale at once; the
+# timestamp filter also drops series that a restarted Prometheus still holds from before.
+FRESH = 10
+
+
+def fresh(selector: str) -> str:
+    """The series of selector scraped within the last FRESH seconds: after a `down` and an `up`,
+    Prometheus still holds its last samples from before for five minutes, unmarked."""
+    return f"({selector} and timestamp({selector}) > time() - {FRESH})"
+
+
+RUNNING = fresh("receiver_info")
+MODES_NOW = f"max by (mode) {RUNNING}"
+CALLERS_NOW = f'label_replace({MODES_NOW}, "caller", "$1", "mode", "(.*)")'
+TASKS = 'route="/tasks/{name}"'  # the receiver's work: not /healthz or /info
+CULPRIT_WINDOW = "1m"
+SCRAPE_INTERVAL = "2s"  # prometheus/prometheus.yml's
+STAT_WINDOW = "15s"  # the first row's peaks: longer than the compose sender's SENDER_INTERVAL (10 s)
+
+
+def now(expr: str, label: str = "mode") -> str:
+    """expr's series whose `label` (mode, or upstream's caller) names a receiver that runs now: a
+    sender's or upstream's series of a mode that stopped runs on at 0, and is not shown."""
+    return f"({expr}) and on ({label}) {CALLERS_NOW if label == 'caller' else MODES_NOW}"
 
 
 def by_mode(expr: str) -> str:
-    """A receiver series with its receiver's mode attached (from receiver_info, by instance)."""
-    return f"{expr} * on (instance) group_left (mode) receiver_info"
+    """A receiver series with its receiver's mode attached (from the running receivers' receiver_info)."""
+    return f"{expr} * on (instance) group_left (mode) {RUNNING}"
 
 
-Panel = tuple[str, str, str, list[tuple[str, str]], int]  # title, teaches, unit, [(expr, legend)], width
+def quantiles(metric: str, by: str, qs: tuple[float, ...], legend: str, selector: str = "",
+              join: bool = False) -> tuple[Query, ...]:
+    """histogram_quantile of a histogram per `by` label(s), for the modes (or callers) running now;
+    join: take `mode` from receiver_info (a receiver's series without it)."""
+    rate = f"rate({metric}_bucket{{{selector}}}[{RATE}])" if selector else f"rate({metric}_bucket[{RATE}])"
+    if join:
+        rate = by_mode(rate)
+    running = "caller" if by == "caller" else "mode"
+    return tuple(Query(now(f"histogram_quantile({q:g}, sum by (le, {by}) ({rate}))", running),
+                       f"p{round(q * 100)} {legend}") for q in qs)
 
-# Queries whose legend names {{mode}} or {{caller}} are split by the receiver's mode: in the
-# compare profile each must have a series for every mode (the tests check it).
-MAKESPAN: list[Panel] = [
-    (
+
+def share(failed: str, total: str, by: str) -> str:
+    """failed/total per `by` (mode or caller) running now, 0 (not nothing) where nothing failed."""
+    return now(f"(sum by ({by}) ({failed}) or sum by ({by}) ({total}) * 0) / sum by ({by}) ({total})", by)
+
+
+MAKESPAN = (
+    Graph(
         "Burst makespan: measured vs model",
         "Seconds from sending a burst of N to its last answer, and what lab/model.py predicts "
-        "from the receiver's mode and caps. sync: N·D, async: D, mixed: (N+1)·D.",
+        "from the receiver's mode and caps. sync: N·D, async: D, mixed: (N+1)·D. A burst that "
+        "did not reach its receiver (restarting) has no makespan: it counts in sender_bursts_failed_total.",
         "s",
-        [
-            ("max by (mode) (sender_burst_makespan_seconds)", "{{mode}} measured"),
-            ("max by (mode) (sender_burst_predicted_makespan_seconds)", "{{mode}} model"),
-        ],
-        12,
+        (Query(now(f'max by (mode) {fresh("sender_burst_makespan_seconds")}'), "{{mode}} measured"),
+         Query(now(f'max by (mode) {fresh("sender_burst_predicted_makespan_seconds")}'), "{{mode}} model")),
+        width=12,
     ),
-    (
+    Graph(
         "Requests per second",
         "The same traffic at each hop, per mode. mixed makes two upstream calls per request, so "
         "upstream counts twice its receiver's rate.",
         "reqps",
-        [
-            (f"sum by (mode) (rate(sender_requests_total[{RATE}]))", "sender → {{mode}}"),
-            (f'sum by (mode) (rate(receiver_http_requests_total{{route="/tasks/{{name}}"}}[{RATE}]))', "receiver {{mode}}"),
-            (f'sum by (caller) (rate(upstream_http_requests_total{{route="/work", caller!="other"}}[{RATE}]))',
-             "upstream from {{caller}}"),
-        ],
-        12,
+        (Query(now(f"sum by (mode) (rate(sender_requests_total[{RATE}]))"), "sender → {{mode}}"),
+         Query(f"sum by (mode) (rate(receiver_http_requests_total{{{TASKS}}}[{RATE}]))", "receiver {{mode}}"),
+         Query(now(f'sum by (caller) (rate(upstream_http_requests_total{{route="/work"}}[{RATE}]))', "caller"),
+               "upstream from {{caller}}")),
+        width=12,
     ),
-]
-WAITING: list[Panel] = [
-    (
+)
+WAITING = (
+    Graph(
         "In flight (peak over 5 s)",
         "The lesson in one panel: upstream works on 1 call at a time for a receiver that blocks "
-        "(sync), on N at once for one that does not (async, threaded, def).",
+        "(sync), on N at once for one that does not (async, threaded, def). Peaks over the last "
+        "5 s, kept by each service between scrapes: a burst cannot fall between two.",
         "short",
-        [
-            ('max by (caller) (upstream_http_requests_in_flight_peak{caller!="other"})', "upstream from {{caller}}"),
-            (f"max by (mode) ({by_mode('receiver_http_requests_in_flight_peak')})", "receiver {{mode}}"),
-        ],
-        8,
+        (Query(now(f'max by (caller) {fresh("upstream_http_requests_in_flight_peak")}', "caller"), "upstream from {{caller}}"),
+         Query(f"max by (mode) ({by_mode('receiver_http_requests_in_flight_peak')})", "receiver {{mode}}")),
     ),
-    (
-        "Event loop blocked (live)",
-        "How long each event loop has been overdue, read from a thread while it happens. "
-        "sync and mixed hold the receiver's loop for every requests call.",
+    Graph(
+        "Event loop blocked (peak over 5 s)",
+        "The longest each event loop went without running, over the last 5 s, the block going on "
+        "included (kept between scrapes). sync and mixed hold the receiver's loop for every requests call.",
         "s",
-        [
-            (f"max by (mode) ({by_mode('receiver_event_loop_blocked_seconds')})", "receiver {{mode}}"),
-            ('max by (job) ({__name__=~"(sender|upstream)_event_loop_blocked_seconds"})', "{{job}}"),
-        ],
-        8,
+        (Query(f"max by (mode) ({by_mode('receiver_event_loop_blocked_peak_seconds')})", "receiver {{mode}}"),
+         Query("max by (job) " + fresh('{__name__=~"(sender|upstream)_event_loop_blocked_peak_seconds"}'), "{{job}}")),
     ),
-    (
+    Graph(
         "What blocked the loop",
         "Share of the time each receiver's loop was stuck, by the code it was stuck in: the receiver's "
         "own function → the library call below it, sampled from a thread while the loop is blocked "
         "(LOOP_BLOCK_THRESHOLD). sync and mixed name requests; async, threaded and def stay at none.",
         "percentunit",
-        [
-            (f"sum by (mode, culprit) ({by_mode(f'rate(receiver_event_loop_block_seconds_total[{RATE}])')}) "
-             f'or label_replace(max by (mode) (receiver_info) * 0, "culprit", "none", "", "")',
-             "{{mode}}: {{culprit}}"),
-        ],
-        8,
+        (Query(now(f"sum by (mode, culprit) (rate(receiver_event_loop_block_seconds_total[{RATE}]))") +
+               f' or on (mode) label_replace({MODES_NOW} * 0, "culprit", "none", "", "")',
+               "{{mode}}: {{culprit}}"),),
     ),
-]
-OPEN_LOOP: list[Panel] = [
-    (
+)
+OPEN_LOOP = (
+    Graph(
         "Offered vs achieved rate",
         "What the sender offers (SENDER_RATE, or N per SENDER_INTERVAL in bursts) and the answers "
         "per second it gets back. Above a mode's capacity (sync 1/D, async L/D, threaded T/D, def K/D) "
         "achieved stays at the capacity and the rest queues or is dropped.",
         "reqps",
-        [
-            ("max by (mode) (sender_offered_requests_per_second)", "{{mode}} offered"),
-            ("max by (mode) (sender_achieved_requests_per_second)", "{{mode}} achieved"),
-        ],
-        8,
+        (Query(now(f'max by (mode) {fresh("sender_offered_requests_per_second")}'), "{{mode}} offered"),
+         Query(now(f'max by (mode) {fresh("sender_achieved_requests_per_second")}'), "{{mode}} achieved")),
     ),
-    (
+    Graph(
         "Latency from intended send time",
         "p50 and p99 from when each request was due, not from when it went out (as wrk2 and k6 "
         "measure): a stalled receiver cannot hide its queue from this.",
         "s",
-        quantiles("sender_request_duration_seconds", by="mode", qs=(0.5, 0.99)),
-        8,
+        quantiles("sender_request_duration_seconds", "mode", (0.5, 0.99), "{{mode}}"),
     ),
-    (
+    Graph(
         "Dropped and late",
         "Requests the sender dropped because SENDER_MAX_IN_FLIGHT were already waiting on that "
         "receiver, and requests it started more than 10 ms late (the sender itself falling behind).",
         "reqps",
-        [
-            (f"sum by (mode) (rate(sender_requests_dropped_total[{RATE}]))", "{{mode}} dropped"),
-            (f"sum by (mode) (rate(sender_requests_late_total[{RATE}]))", "{{mode}} late"),
-        ],
-        8,
+        (Query(now(f"sum by (mode) (rate(sender_requests_dropped_total[{RATE}]))"), "{{mode}} dropped"),
+         Query(now(f"sum by (mode) (rate(sender_requests_late_total[{RATE}]))"), "{{mode}} late")),
     ),
-]
-LATENCY: list[Panel] = [
-    (
+)
+LATENCY = (
+    Graph(
         "Latency inside the receiver",
-        "From reading the request to answering it. In sync mode it looks fine (about D): "
+        "From reading a /tasks request to answering it. In sync mode it looks fine (about D): "
         "the queueing happens before the read, where only the sender sees it.",
         "s",
-        quantiles("receiver_http_request_duration_seconds", by="mode", qs=(0.5, 0.99)),
-        8,
+        quantiles("receiver_http_request_duration_seconds", "mode", (0.5, 0.99), "{{mode}}", selector=TASKS),
     ),
-    (
-        "Upstream call latency by client",
-        "Each call to upstream, by library (requests or aiohttp). Both take about D: the "
-        "client is not slow, blocking the loop with it is what costs.",
+    Graph(
+        "Upstream calls: the receiver's clock vs upstream's",
+        "p50 of each call to upstream as the receiver's client library timed it, beside upstream's own "
+        "time for the same calls. They agree, except in mixed: an aiohttp answer that arrives while "
+        "requests blocks the loop is read only when the loop runs again, so aiohttp's clock counts the "
+        "wait behind the blocking calls (about (N+1)/2·D for a burst of N) while upstream answered in D.",
         "s",
-        quantiles("receiver_upstream_call_duration_seconds", by="mode, client", qs=(0.5, 0.99), join=True),
-        8,
+        quantiles("receiver_upstream_call_duration_seconds", "mode, client", (0.5,),
+                  "{{mode}} {{client}}: receiver's clock", join=True)
+        + quantiles("upstream_http_request_duration_seconds", "caller", (0.5,), "{{caller}}: upstream's clock",
+                    selector='route="/work"'),
     ),
-    (
-        "Pools: busy and waiting",
+    Graph(
+        "Pools: busy and waiting (peak over 5 s)",
         "threaded mode's threads (RECEIVER_THREADS, T), def mode's anyio tokens (RECEIVER_THREADPOOL_TOKENS, K) "
-        "and aiohttp's connections (RECEIVER_POOL_LIMIT, L): in use, and calls waiting for one. Waiting above 0 "
-        "means the cap is hit: a burst of N > T takes ⌈N/T⌉·D (try RECEIVER_THREADS=2 with N = 5).",
+        "and aiohttp's connections (RECEIVER_POOL_LIMIT, L): the most in use, and the most calls waiting for "
+        "one, over the last 5 s. Waiting above 0 means the cap is hit: a burst of N > T takes ⌈N/T⌉·D "
+        "(try RECEIVER_THREADS=2 with N = 5).",
         "short",
-        [
-            (f"max by (mode, pool) ({by_mode('receiver_pool_busy')})", "{{mode}} {{pool}} busy"),
-            (f"max by (mode, pool) ({by_mode('receiver_pool_waiting')})", "{{mode}} {{pool}} waiting"),
-        ],
-        8,
+        (Query(f"max by (mode, pool) ({by_mode('receiver_pool_busy_peak')})", "{{mode}} {{pool}} busy"),
+         Query(f"max by (mode, pool) ({by_mode('receiver_pool_waiting_peak')})", "{{mode}} {{pool}} waiting")),
     ),
-]
-HEALTH: list[Panel] = [
-    (
+)
+HEALTH = (
+    Graph(
         "Event loop lag p99",
         "How late each loop woke a 50 ms probe, over the window: the record of every stall.",
         "s",
-        [
-            (
-                f"histogram_quantile(0.99, sum by (le, mode) ({by_mode(f'rate(receiver_event_loop_lag_seconds_bucket[{RATE}])')}))",
-                "receiver {{mode}}",
-            ),
-            (
-                f'histogram_quantile(0.99, sum by (le, job) (rate({{__name__=~"(sender|upstream)_event_loop_lag_seconds_bucket"}}[{RATE}])))',
-                "{{job}}",
-            ),
-        ],
-        8,
+        (Query(f"histogram_quantile(0.99, sum by (le, mode) "
+               f"({by_mode(f'rate(receiver_event_loop_lag_seconds_bucket[{RATE}])')}))", "receiver {{mode}}"),
+         Query(f'histogram_quantile(0.99, sum by (le, job) '
+               f'(rate({{__name__=~"(sender|upstream)_event_loop_lag_seconds_bucket"}}[{RATE}])))', "{{job}}")),
     ),
-    (
-        "Errors",
-        "Share of the sender's requests that failed (timeouts, 5xx), and 5xx answers per "
-        "second at the receivers and upstream. UPSTREAM_ERROR_RATE injects them.",
-        "short",
-        [
-            (
-                f'(sum by (mode) (rate(sender_requests_total{{status!="200"}}[{RATE}])) or sum by (mode) (rate(sender_requests_total[{RATE}])) * 0) '
-                f"/ sum by (mode) (rate(sender_requests_total[{RATE}]))",
-                "{{mode}}: failed share",
-            ),
-            (f'sum(rate(receiver_http_requests_total{{status=~"5.."}}[{RATE}])) or vector(0)', "receivers 5xx/s"),
-            (f'sum(rate(upstream_http_requests_total{{status=~"5.."}}[{RATE}])) or vector(0)', "upstream 5xx/s"),
-        ],
-        8,
+    Graph(
+        "Errors: share of requests that failed",
+        "At each hop, the share of requests that failed: the sender's (no answer, or not a 200), the "
+        "receivers' 5xx answers and upstream's. UPSTREAM_ERROR_RATE injects failures at upstream; "
+        "the receiver passes them on as 502.",
+        "percentunit",
+        (Query(share(f'rate(sender_requests_total{{status!="200"}}[{RATE}])', f"rate(sender_requests_total[{RATE}])",
+                     "mode"), "sender → {{mode}}"),
+         Query(share(f'rate(receiver_http_requests_total{{{TASKS}, status=~"5.."}}[{RATE}])',
+                     f"rate(receiver_http_requests_total{{{TASKS}}}[{RATE}])", "mode"), "receiver {{mode}} 5xx"),
+         Query(share(f'rate(upstream_http_requests_total{{route="/work", status=~"5.."}}[{RATE}])',
+                     f'rate(upstream_http_requests_total{{route="/work"}}[{RATE}])', "caller"),
+               "upstream from {{caller}} 5xx")),
     ),
-    (
+    Graph(
         "Scrape health",
         "1 when Prometheus could read a service's /metrics. Metrics are served from a thread, "
         "so they stay up even while a receiver's loop is blocked.",
         "short",
-        [("up", "{{job}} {{instance}}")],
-        8,
+        (Query(fresh("up"), "{{job}} {{instance}}"),),
     ),
-]
+)
 
 # Each row of panels under a one-line text panel that says what the row teaches.
-ROWS: list[tuple[str, list[Panel]]] = [
+ROWS: tuple[tuple[str, tuple[Graph, ...]], ...] = (
     ("**Does a burst take as long as the model says?** sync: N·D; async, threaded and def: D; "
      "mixed: (N+1)·D, worse than sync. The request rate follows.", MAKESPAN),
     ("**Who waits, and who blocked?** When the receiver blocks, upstream sees one call at a time, "
-     "the receiver's event loop is overdue for the whole call, and the culprit is named.", WAITING),
+     "the receiver's event loop is held for the whole call, and the culprit is named.", WAITING),
     ("**Open loop: what a steady rate costs.** The sender keeps its schedule whatever the "
      "receiver does (SENDER_RATE): latency counts from each request's due time.", OPEN_LOOP),
     ("**Where the time goes.** Only the sender sees the queueing in front of a blocked "
-     "receiver; the upstream calls themselves take D with either library; a pool at its cap queues.", LATENCY),
+     "receiver; upstream answers in D, yet a blocked loop makes aiohttp's own clock read more; "
+     "a pool at its cap queues.", LATENCY),
     ("**Stalls, errors, health.** Every stall of a loop, failed requests, and whether "
      "Prometheus can read each service.", HEALTH),
-]
+)
 
 INTRO = """\
 **What blocking I/O inside async code costs.** The sender fires bursts of N simultaneous
@@ -260,125 +310,247 @@ ANNOTATIONS = [
 ]
 
 
-def panel(id_: int, title: str, description: str, x: int, y: int, w: int, h: int, **rest: Any) -> dict[str, Any]:
-    return {"id": id_, "title": title, "description": description, "gridPos": {"x": x, "y": y, "w": w, "h": h}, **rest}
-
-
-def target(ref: int, expr: str, legend: str, instant: bool = False) -> dict[str, Any]:
-    return {
-        "refId": chr(ord("A") + ref),
-        "datasource": DATASOURCE,
-        "expr": expr,
-        "legendFormat": legend,
-        "range": not instant,
-        "instant": instant,
-    }
-
-
-# The first row answers "which mode, and what does it cost" at a glance: (title, teaches,
-# unit, [(expr, legend)], text mode). The mode's stat comes first, then these.
-FIRST_ROW: list[tuple[str, str, str, list[tuple[str, str]], str]] = [
-    (
-        "Last burst: measured vs model",
-        "The last burst's makespan and what lab/model.py predicts for it.",
-        "s",
-        [("max by (mode) (sender_burst_makespan_seconds)", "{{mode}} measured"),
-         ("max by (mode) (sender_burst_predicted_makespan_seconds)", "{{mode}} model")],
-        "value_and_name",
-    ),
-    (
-        "Upstream calls at once",
-        "The most calls upstream worked on at once over the last 5 s: 1 from a receiver that blocks, N from one that does not.",
-        "short",
-        [('max by (caller) (upstream_http_requests_in_flight_peak{caller!="other"})', "from {{caller}}")],
-        "value_and_name",
-    ),
-    (
-        "Event loop blocked now",
-        "How long the receiver's loop has been overdue, right now.",
-        "s",
-        [(f"max by (mode) ({by_mode('receiver_event_loop_blocked_seconds')})", "{{mode}}")],
-        "value_and_name",
-    ),
-    (
-        "Top culprit",
-        "The code that held the receiver's loop longest over the dashboard's time range (receiver/culprits.py).",
-        "s",
-        [(f"topk(1, sum by (culprit) (increase(receiver_event_loop_block_seconds_total[{RANGE}])) "
-          f'or label_replace(vector(0), "culprit", "nothing blocked", "", ""))', "{{culprit}}")],
+# The first row answers "which mode, and what does it cost" at a glance, about now: only
+# receivers that run now (RUNNING), peaks over the last seconds, the culprit of the last minute.
+FIRST_ROW = (
+    Stat(
+        "Receiver mode",
+        "The RECEIVER_MODE each running receiver has, and how it is served: uvicorn with one process, "
+        "or gunicorn with RECEIVER_WORKERS uvicorn workers (its receiver_info metric).",
+        "none",
+        (Query(f"max by (mode, server, workers) {RUNNING}", "{{mode}} · {{server}} ×{{workers}}"),),
         "name",
+        no_value="no receiver is up",
     ),
-]
+    Stat(
+        "Last burst: measured vs model",
+        "The last burst's makespan to each running mode, and what lab/model.py predicts for it.",
+        "s",
+        (Query(now(f'max by (mode) {fresh("sender_burst_makespan_seconds")}'), "{{mode}} measured"),
+         Query(now(f'max by (mode) {fresh("sender_burst_predicted_makespan_seconds")}'), "{{mode}} model")),
+        "value_and_name",
+        no_value="no burst has reached a receiver yet",
+    ),
+    Stat(
+        f"Upstream calls at once (last {STAT_WINDOW})",
+        f"The most calls upstream worked on at once over the last {STAT_WINDOW}, per running mode: 1 from a "
+        "receiver that blocks, N from one that does not. The window spans more than the 10 s between the compose "
+        "sender's bursts, so the stat always holds the last burst's.",
+        "short",
+        (Query(now(f"max by (caller) (max_over_time(upstream_http_requests_in_flight_peak[{STAT_WINDOW}]))", "caller"),
+               "from {{caller}}"),),
+        "value_and_name",
+        no_value="no receiver is up",
+    ),
+    Stat(
+        f"Event loop blocked (longest, last {STAT_WINDOW})",
+        f"The longest each running receiver's loop kept its 50 ms probe waiting over the last {STAT_WINDOW}, "
+        "a block going on included: about D (or more, back to back) where requests blocks it, a few ms where nothing does.",
+        "s",
+        # The join inside the window (a subquery): a receiver that stopped within it, at the address
+        # the new one took, is counted under its own mode, not the new one's.
+        (Query(now(f"max by (mode) (max_over_time(({by_mode('receiver_event_loop_blocked_peak_seconds')})"
+                   f"[{STAT_WINDOW}:{SCRAPE_INTERVAL}]))"), "{{mode}}"),),
+        "value_and_name",
+        no_value="no receiver is up",
+    ),
+    Stat(
+        "Top culprit (last minute)",
+        "Per running mode, the code that held the receiver's loop longest over the last minute "
+        "(receiver/culprits.py), and for how long; \"nothing blocked\" where nothing did.",
+        "s",
+        (Query(f"topk by (mode) (1, sum by (mode, culprit) "
+               f"(increase(receiver_event_loop_block_seconds_total[{CULPRIT_WINDOW}])) > 0) and on (mode) {MODES_NOW} "
+               f'or on (mode) label_replace({MODES_NOW} * 0, "culprit", "nothing blocked", "", "")',
+               "{{mode}}: {{culprit}}"),),
+        "name",
+        width=8,
+        no_value="no receiver is up",
+    ),
+)
 
 
-def stat(id_: int, title: str, description: str, x: int, w: int, unit: str, queries: list[tuple[str, str]],
-         text_mode: str) -> dict[str, Any]:
-    return panel(
-        id_, title, description, x, 0, w, 5, type="stat", datasource=DATASOURCE,
-        targets=[target(i, expr, legend, instant=True) for i, (expr, legend) in enumerate(queries)],
-        fieldConfig={"defaults": {"unit": unit}, "overrides": []},
-        options={"textMode": text_mode, "colorMode": "background", "graphMode": "none", "wideLayout": True,
-                 "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
-    )
+# ---- The builder: grafana-foundation-sdk, Grafana's typed builders for the dashboard schema Grafana 11.4 reads ----
+# (its 11.4 build writes classic dashboard JSON, schemaVersion 39, which file provisioning reads). Everything above
+# says what the dashboard shows; everything below only says how the SDK lays it out.
+
+
+def datasource(ref: dict[str, str]) -> schema.DataSourceRef:
+    return schema.DataSourceRef(type_val=ref["type"], uid=ref["uid"])
+
+
+SOURCE = datasource(DATASOURCE)
+WIDTH = 24  # Grafana's grid is 24 columns wide
+STAT_HEIGHT, INTRO_HEIGHT, CAPTION_HEIGHT, GRAPH_HEIGHT = 5, 8, 2, 8
+
+PanelBuilder = Builder[schema.Panel]
+AnyPanel = TypeVar("AnyPanel", stats.Panel, timeseries.Panel, texts.Panel)
+
+
+class PrometheusAnnotation(schema.AnnotationQuery):
+    """An annotation query that Grafana's Prometheus datasource runs. The SDK's AnnotationQuery models only
+    the fields every datasource shares: the ones Prometheus reads are added here, the way the SDK's
+    custom-query example adds a query type (a model with its to_json, and its builder)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.step: str | None = None
+        self.title_format: str | None = None
+        self.tag_keys: str | None = None
+        self.text_format: str | None = None
+        self.use_value_for_time: bool | None = None
+
+    def to_json(self) -> dict[str, object]:
+        prometheus_fields = {"step": self.step, "titleFormat": self.title_format, "tagKeys": self.tag_keys,
+                             "textFormat": self.text_format, "useValueForTime": self.use_value_for_time}
+        return {**super().to_json(), **{k: v for k, v in prometheus_fields.items() if v is not None}}
+
+
+class PrometheusAnnotationBuilder(dashboards.AnnotationQuery):
+    """The SDK's AnnotationQuery builder (name, datasource, enable, icon_color, expr), building a PrometheusAnnotation."""
+
+    _internal: PrometheusAnnotation
+
+    def __init__(self) -> None:
+        self._internal = PrometheusAnnotation()
+
+    def build(self) -> PrometheusAnnotation:
+        return self._internal
+
+    def step(self, step: str) -> Self:
+        self._internal.step = step
+        return self
+
+    def title_format(self, title_format: str) -> Self:
+        self._internal.title_format = title_format
+        return self
+
+    def tag_keys(self, tag_keys: str) -> Self:
+        self._internal.tag_keys = tag_keys
+        return self
+
+    def text_format(self, text_format: str) -> Self:
+        self._internal.text_format = text_format
+        return self
+
+    def use_value_for_time(self, use_value_for_time: bool) -> Self:
+        self._internal.use_value_for_time = use_value_for_time
+        return self
+
+
+def annotation(spec: dict[str, Any]) -> PrometheusAnnotationBuilder:
+    """One of ANNOTATIONS through the SDK's builder. A key with no setter here is refused, never dropped."""
+    a = PrometheusAnnotationBuilder()
+    setters: dict[str, Callable[[Any], object]] = {
+        "name": a.name, "datasource": lambda ref: a.datasource(datasource(ref)), "enable": a.enable,
+        "iconColor": a.icon_color, "expr": a.expr, "step": a.step, "titleFormat": a.title_format,
+        "tagKeys": a.tag_keys, "textFormat": a.text_format, "useValueForTime": a.use_value_for_time,
+    }
+    unknown = sorted(set(spec) - set(setters))
+    if unknown:
+        raise ValueError(f"annotation {spec.get('name')!r}: tools/dashboard.py has no SDK setter for {unknown}")
+    for key, value in spec.items():
+        setters[key](value)
+    return a
+
+
+def panel(builder: AnyPanel, id_: int, title: str, description: str, x: int, y: int, w: int, h: int) -> AnyPanel:
+    """What every panel has: its id, its title and ⓘ, its place on the grid."""
+    return builder.id(id_).title(title).description(description).grid_pos(schema.GridPos(x=x, y=y, w=w, h=h))
+
+
+def target(ref: int, query: Query, instant: bool = False) -> prometheus.Dataquery:
+    """A Prometheus query, refId A, B, ...: instant (at the dashboard's end time) or range."""
+    q = (prometheus.Dataquery().ref_id(chr(ord("A") + ref)).datasource(SOURCE)
+         .expr(query.expr).legend_format(query.legend))
+    return q.instant() if instant else q.range()
+
+
+def defaults(builder: AnyPanel, unit: str, no_value: str | None) -> AnyPanel:
+    """fieldConfig.defaults: the unit, and what the panel says when its queries have nothing."""
+    builder = builder.unit(unit)
+    return builder if no_value is None else builder.no_value(no_value)
+
+
+def stat(id_: int, x: int, s: Stat) -> stats.Panel:
+    """A stat of the first row: its values on a coloured background, no sparkline, each the last one not null."""
+    p = panel(stats.Panel(), id_, s.title, s.description, x, 0, s.width, STAT_HEIGHT).datasource(SOURCE)
+    p = defaults(p.targets([target(i, q, instant=True) for i, q in enumerate(s.queries)]), s.unit, s.no_value)
+    return (p.text_mode(common.BigValueTextMode(s.text_mode))
+            .color_mode(common.BigValueColorMode.BACKGROUND)
+            .graph_mode(common.BigValueGraphMode.NONE)
+            .wide_layout(True)
+            .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)))
+
+
+def graph(id_: int, x: int, y: int, g: Graph) -> timeseries.Panel:
+    """A time series panel: 2 px lines over a 10 % fill, its legend as a list below, every series in the tooltip."""
+    p = panel(timeseries.Panel(), id_, g.title, g.description, x, y, g.width, GRAPH_HEIGHT).datasource(SOURCE)
+    p = defaults(p.targets([target(i, q) for i, q in enumerate(g.queries)]), g.unit, g.no_value)
+    return (p.line_width(2).fill_opacity(10)
+            # The SDK's VizLegendOptions defaults showLegend to false (Grafana, to true): say it.
+            .legend(common_builders.VizLegendOptions().display_mode(common.LegendDisplayMode.LIST)
+                    .placement(common.LegendPlacement.BOTTOM).show_legend(True))
+            # The SDK always writes the tooltip's sort (its default: asc); none is Grafana's default, query order.
+            .tooltip(common_builders.VizTooltipOptions().mode(common.TooltipDisplayMode.MULTI)
+                     .sort(common.SortOrder.NONE)))
+
+
+def note(id_: int, title: str, description: str, y: int, h: int, content: str) -> texts.Panel:
+    """A markdown text panel across the whole width."""
+    return panel(texts.Panel(), id_, title, description, 0, y, WIDTH, h).mode(TextMode.MARKDOWN).content(content)
+
+
+def first_row() -> list[PanelBuilder]:
+    """The stats side by side at the top, then the lab's model under them."""
+    panels: list[PanelBuilder] = []
+    x = 0
+    for s in FIRST_ROW:
+        panels.append(stat(len(panels) + 1, x, s))
+        x += s.width
+    panels.append(note(len(panels) + 1, "What this lab shows", "The model of each mode, from lab/model.py.",
+                       STAT_HEIGHT, INTRO_HEIGHT, INTRO))
+    return panels
+
+
+def row(first_id: int, y: int, caption: str, graphs: tuple[Graph, ...]) -> list[PanelBuilder]:
+    """One of ROWS: a one-line caption across the width, its graphs side by side under it."""
+    panels: list[PanelBuilder] = [note(first_id, "", "", y, CAPTION_HEIGHT, caption)]
+    x = 0
+    for g in graphs:
+        panels.append(graph(first_id + len(panels), x, y + CAPTION_HEIGHT, g))
+        x += g.width
+    return panels
+
+
+def board() -> dashboards.Dashboard:
+    """The whole dashboard as the SDK's builder: its settings, its panels top to bottom, its annotations."""
+    d = (dashboards.Dashboard("Blocking I/O in async Python").uid(UID)
+         .description("The lab's one dashboard: sync, async, mixed, threaded and def receivers side by side in time.")
+         .tags(["asyncio", "fastapi", "lab"]).readonly().refresh("5s").time("now-15m", "now")
+         .timezone("browser").version(1)
+         .variables([]))  # no template variables, written as an empty list
+    panels = first_row()
+    y = STAT_HEIGHT + INTRO_HEIGHT
+    for caption, graphs in ROWS:
+        panels += row(len(panels) + 1, y, caption, graphs)
+        y += CAPTION_HEIGHT + GRAPH_HEIGHT
+    # with_panel places a panel at its own gridPos, except one at x=0, y=0, which it puts at its running
+    # cursor: only the first stat is there, where the cursor starts.
+    for p in panels:
+        d = d.with_panel(p)
+    for spec in ANNOTATIONS:
+        d = d.annotation(annotation(spec))
+    return d
 
 
 def build() -> dict[str, Any]:
-    panels = [
-        panel(
-            1, "Receiver mode", "The RECEIVER_MODE the receiver runs in now, and how it is served: uvicorn "
-            "with one process, or gunicorn with RECEIVER_WORKERS uvicorn workers (its receiver_info metric).",
-            0, 0, 4, 5, type="stat", datasource=DATASOURCE,
-            targets=[target(0, "max by (mode, server, workers) (receiver_info)",
-                            "{{mode}} · {{server}} ×{{workers}}", instant=True)],
-            options={"textMode": "name", "colorMode": "background", "graphMode": "none",
-                     "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
-        ),
-    ]
-    x = 4
-    for title, description, unit, queries, text_mode in FIRST_ROW:
-        width = 8 if title == "Top culprit" else 4
-        panels.append(stat(len(panels) + 1, title, description, x, width, unit, queries, text_mode))
-        x += width
-    panels.append(panel(len(panels) + 1, "What this lab shows", "The model of each mode, from lab/model.py.",
-                        0, 5, 24, 8, type="text", options={"mode": "markdown", "content": INTRO}))
-    y = 13
-    for caption, row in ROWS:
-        panels.append(panel(len(panels) + 1, "", "", 0, y, 24, 2, type="text",
-                            options={"mode": "markdown", "content": caption}))
-        x, y = 0, y + 2
-        for title, description, unit, queries, width in row:
-            panels.append(
-                panel(
-                    len(panels) + 1, title, description, x, y, width, 8,
-                    type="timeseries", datasource=DATASOURCE,
-                    targets=[target(i, expr, legend) for i, (expr, legend) in enumerate(queries)],
-                    fieldConfig={"defaults": {"unit": unit, "custom": {"lineWidth": 2, "fillOpacity": 10}},
-                                 "overrides": []},
-                    options={"legend": {"displayMode": "list", "placement": "bottom"},
-                             "tooltip": {"mode": "multi"}},
-                )
-            )
-            x += width
-        y += 8
-    return {
-        "uid": UID,
-        "title": "Blocking I/O in async Python",
-        "description": "The lab's one dashboard: sync, async, mixed, threaded and def receivers side by side in time.",
-        "tags": ["asyncio", "fastapi", "lab"],
-        "editable": False,
-        "refresh": "5s",
-        "time": {"from": "now-15m", "to": "now"},
-        "timezone": "browser",
-        "schemaVersion": 39,
-        "version": 1,
-        "panels": panels,
-        "templating": {"list": []},
-        "annotations": {"list": ANNOTATIONS},
-    }
+    """The dashboard's JSON as dicts: the SDK's model through the SDK's own encoder, keys sorted (stable)."""
+    return json.loads(json.dumps(board().build(), cls=JSONEncoder, sort_keys=True))
 
 
 def render() -> str:
-    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(build(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
 
 def expressions(dashboard: dict[str, Any]) -> list[str]:
