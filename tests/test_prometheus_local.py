@@ -10,6 +10,7 @@ import time
 
 import yaml
 
+from tests.conftest import eventually
 from tests.dashboard_check import instant, missing_data, windows
 from tools import dashboard
 from tools.processes import ROOT, Service, get
@@ -51,8 +52,9 @@ def test_a_mode_switch_is_annotated(start, prometheus_for, tmp_path):
     upstream = start("upstream", UPSTREAM_DELAY="0")
     before = start("receiver", RECEIVER_MODE="sync", UPSTREAM_URL=upstream.url)
     prometheus = scraping(prometheus_for({"receiver": before.metrics_port}))
-    time.sleep(WINDOW + 3)  # past the first moments of the first receiver: nothing is new any more
-    assert instant(prometheus, dashboard.MODE_CHANGES) == []
+    # Past the first moments of the first receiver (WINDOW from its first scrape): nothing is new any more.
+    eventually(lambda: instant(prometheus, dashboard.MODE_CHANGES) == [], WINDOW + 3,
+               "no mode change once the first receiver has been scraped for the window", interval=0.5)
     before.stop()  # the switch: a new receiver process in another mode, where Prometheus scrapes
     after = Service("receiver", {"RECEIVER_MODE": "async", "UPSTREAM_URL": upstream.url}, tmp_path / "after.log",
                     port=before.port, metrics_port=before.metrics_port).start().wait_healthy()
@@ -63,8 +65,9 @@ def test_a_mode_switch_is_annotated(start, prometheus_for, tmp_path):
             marked = instant(prometheus, dashboard.MODE_CHANGES)
             time.sleep(0.5)
         assert [series["metric"]["mode"] for series in marked] == ["async"]
-        time.sleep(WINDOW + 3)
-        assert instant(prometheus, dashboard.MODE_CHANGES) == []  # a mark, not a band over the rest of the run
+        # A mark, not a band over the rest of the run: gone within the window (and a scrape or so).
+        eventually(lambda: instant(prometheus, dashboard.MODE_CHANGES) == [], WINDOW + 3,
+                   "the mark of the switch gone after the window", interval=0.5)
     finally:
         after.stop()
 
@@ -76,7 +79,13 @@ def test_the_culprit_panel_names_requests_within_a_scrape_interval_of_a_sync_bur
     panel = next(p for p in dashboard.build()["panels"] if p["title"] == "What blocked the loop")
     query = windows(panel["targets"][0]["expr"])
     n = 3
-    burst = [threading.Thread(target=get, args=(f"{receiver.url}/tasks/t{i}",), kwargs={"timeout": 30}) for i in range(n)]
+    answered_at: list[float] = []
+
+    def ask(i: int) -> None:
+        get(f"{receiver.url}/tasks/t{i}", timeout=30)
+        answered_at.append(time.monotonic())
+
+    burst = [threading.Thread(target=ask, args=(i,)) for i in range(n)]
     began = time.monotonic()
     for thread in burst:
         thread.start()
@@ -84,11 +93,16 @@ def test_the_culprit_panel_names_requests_within_a_scrape_interval_of_a_sync_bur
     while time.monotonic() < began + n + SCRAPE_INTERVAL + 10:
         named = [s["metric"]["culprit"] for s in instant(prometheus, query) if float(s["value"][1]) > 0]
         if named:
-            found_at = time.monotonic() - began
+            found_at = time.monotonic()
             break
         time.sleep(0.2)
     for thread in burst:
         thread.join()
     assert named == ["receiver.clients.call_with_requests → requests.sessions.Session.get"]
     # The burst holds the loop n·D = 3 s; the panel names the culprit by then, give or take a scrape.
-    assert found_at is not None and found_at <= n * 1.0 + SCRAPE_INTERVAL + 0.5, found_at
+    # "Then" is when the burst was over (its last answer), not n·D after the threads were started:
+    # on a loaded machine the requests take a while to reach the receiver, and the panel cannot
+    # name a block before it happens.
+    assert len(answered_at) == n, answered_at
+    assert found_at is not None and found_at <= max(answered_at) + SCRAPE_INTERVAL + 0.5, (
+        found_at - began, max(answered_at) - began)
