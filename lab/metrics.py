@@ -65,12 +65,6 @@ BLOCKED_PEAK_HELP = (f"The longest the event loop was blocked over the last {PEA
 # that serves /metrics turns the earliest into <namespace>_event_loop_blocked_seconds.
 PROBE_DUE_SUFFIX = "_event_loop_probe_due_seconds"
 
-# Set (before the workers start) by a process whose workers share their metrics through
-# prometheus-client's multiprocess mode: the metrics the workers then create take the
-# shared form. Workers are forked, so they see it as it was when they started.
-shared = False
-
-
 def serve(port: int, host: str, registry: CollectorRegistry = REGISTRY) -> None:
     """Serve /metrics on host:port from a daemon thread."""
     start_http_server(port, addr=host, registry=registry)
@@ -168,11 +162,12 @@ class SharedInFlight(InFlight):
     served as the largest over live workers ("livemax"): one worker's peak, not the total.
     """
 
-    def __init__(self, name: str, documentation: str):
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry | None = None):
+        # registry: None by default, as the values are files that the serving process reads.
         super().__init__(name, documentation, registry=None)
-        self._current = Gauge(name, documentation, multiprocess_mode="livesum")
+        self._current = Gauge(name, documentation, multiprocess_mode="livesum", registry=registry)
         self._peak = Gauge(f"{name}_peak", f"Highest value of {name} in one worker over the last "
-                           f"{PEAK_WINDOW:g} seconds.", multiprocess_mode="livemax")
+                           f"{PEAK_WINDOW:g} seconds.", multiprocess_mode="livemax", registry=registry)
 
     def __enter__(self) -> "SharedInFlight":
         super().__enter__()
@@ -225,9 +220,15 @@ class LoopLag(Collector):
     the loop is blocked. `<namespace>_event_loop_blocked_peak_seconds` (gauge): the longest
     block over the last PEAK_WINDOW seconds, the one going on included, so that a scrape
     every few seconds sees every block that ended between two scrapes.
+
+    shared: one of several worker processes whose metrics go through prometheus-client's
+    multiprocess mode (the receiver under gunicorn). The two gauges are then not collected
+    here: each wake-up writes when the probe is next due and the longest block, and the
+    process that serves /metrics makes the gauges from every worker's (receiver/workers.py).
+    registry: where the histogram and (not shared) the gauges are registered; None: nowhere.
     """
 
-    def __init__(self, namespace: str, registry: CollectorRegistry = REGISTRY):
+    def __init__(self, namespace: str, registry: CollectorRegistry | None = REGISTRY, shared: bool = False):
         self.histogram = Histogram(
             "event_loop_lag_seconds",
             f"How late the event loop woke a probe that slept {PROBE_INTERVAL:g} s.",
@@ -240,16 +241,20 @@ class LoopLag(Collector):
         self._peak_name = f"{namespace}{BLOCKED_PEAK_SUFFIX}"
         self._due: float | None = None
         self.blocks = WindowMax()  # each wake-up's lateness, on the monotonic clock
-        self.on_tick: list[Callable[[], None]] = []  # called at every wake-up, on the loop
-        if not shared:
-            registry.register(self)  # shared: the serving process computes the gauge (MultiprocessBlocked)
+        self.on_tick: list[Callable[[], object]] = []  # called at every wake-up, on the loop
+        self.shared = shared
+        if not shared and registry is not None:
+            registry.register(self)
 
     async def run(self) -> None:
-        # Shared: each worker writes when it is next due; the gauge is made here, in the worker.
+        # Shared: each worker writes when it is next due. The gauges are made here, just before
+        # the first write: made earlier, the due time would read 0 meanwhile (a worker overdue
+        # since boot). Their values are files: no registry.
+        shared = self.shared
         due = Gauge(f"{self._namespace}{PROBE_DUE_SUFFIX}", "When this worker's probe is due (monotonic clock).",
-                    multiprocess_mode="livemin") if shared else None
+                    multiprocess_mode="livemin", registry=None) if shared else None
         peak = Gauge(self._peak_name, "The longest this worker's loop was blocked over the last "
-                     f"{PEAK_WINDOW:g} s.", multiprocess_mode="livemax") if shared else None
+                     f"{PEAK_WINDOW:g} s.", multiprocess_mode="livemax", registry=None) if shared else None
         while True:
             self._due = time.monotonic() + PROBE_INTERVAL
             if due is not None:

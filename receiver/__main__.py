@@ -7,10 +7,10 @@ import signal
 import uvicorn
 
 from lab import logs, metrics
-from lab.model import FORMULAS, FORMULAS_PER_WORKER, KEEP_ALIVE
+from lab.model import FORMULAS, FORMULAS_PER_WORKER
 from lab.runtime import tune_gc
 from lab.settings import load
-from receiver.settings import Settings
+from receiver.settings import KEEP_ALIVE, Settings
 
 
 def main() -> None:
@@ -40,13 +40,13 @@ def main() -> None:
         return
     from receiver.app import create_app
 
-    metrics.serve(settings.metrics_port, settings.host)
+    app = create_app(settings)
+    metrics.serve(settings.metrics_port, settings.host, app.state.metrics.registry)  # the app's own registry
     # uvicorn drains on SIGTERM/SIGINT (stops accepting, finishes what is in flight), then
     # raises the signal again for the handler found before it ran: this one, so a drained
     # receiver exits 0 (compose: "exited (0)", not 143) instead of dying by the signal.
     for stop in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop, lambda *_: None)
-    app = create_app(settings)
     tune_gc()  # a burst of 1,000 keeps 1,000 requests' objects alive at once
     uvicorn.run(
         app,
@@ -59,7 +59,7 @@ def main() -> None:
         # No proxy in front of the receiver: X-Forwarded-* headers are never sent, and the
         # middleware that would read them is one more layer on every request.
         proxy_headers=False,
-        # uvicorn's default, named: the model (lab/simulate.py) counts on it to know when
+        # uvicorn's default, named: the model (models/simulate.py) counts on it to know when
         # a request comes on a new connection, which costs it a loop turn more.
         timeout_keep_alive=KEEP_ALIVE,
         # On SIGTERM, wait this long for requests in flight (each ends by the upstream

@@ -6,23 +6,22 @@ import asyncio
 import inspect
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import aiohttp
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from prometheus_client import REGISTRY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lab import SEED_BODY
 from lab.metrics import MAX_SECONDS
 from receiver.clients import UpstreamError, open_clients
 from receiver.culprits import Culprits
-from receiver.metrics import HTTP, INFO, LOOP_BLOCKS, LOOP_LAG, POOLS
-from receiver.modes import HANDLERS
+from receiver.metrics import HttpMetrics, ReceiverMetrics, SharedHttpMetrics
+from receiver.modes import HANDLERS, Handler
 from receiver.settings import Settings
 
 log = logging.getLogger("receiver")
@@ -46,18 +45,21 @@ class MetricsMiddleware:
 
     Counts and times every request under its route template, and keeps the in-flight gauge
     of /tasks requests (the lab's work: not /healthz, /info or the docs): two calls a request
-    into receiver.metrics.HTTP.
+    into the app's HTTP metrics, whose methods are bound here once (no lookup per request
+    beyond the instance's own attribute).
     """
 
-    def __init__(self, app: ASGIApp, mode: str):
+    def __init__(self, app: ASGIApp, http: HttpMetrics | SharedHttpMetrics, mode: str):
         self.app = app
         self.mode = mode
+        self.begin = http.begin
+        self.end = http.end
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         task = scope["path"].startswith(TASKS)
-        started = HTTP.begin(task)
+        started = self.begin(task)
         status = 500
 
         def send_and_record(message: Message) -> Awaitable[None]:
@@ -70,7 +72,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_and_record)
         finally:
-            HTTP.end(self.mode, getattr(scope.get("route"), "path", "unmatched"), status, started, task)  # a template
+            self.end(self.mode, getattr(scope.get("route"), "path", "unmatched"), status, started, task)  # a template
 
 
 TASK_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -129,62 +131,83 @@ class Tasks:
         return Response(SEED_BODY, media_type="application/json")
 
 
+def task_endpoint(handle: Handler, tasks: Tasks) -> Callable[..., Any]:
+    """GET /tasks/{name} for this mode's handler: one body for every mode.
+
+    FastAPI runs an `async def` endpoint on the event loop and a plain `def` one in anyio's
+    thread pool, and tells them apart by the function it is given (it looks through
+    functools.wraps and partial), so def mode needs a plain def of its own. That def is
+    only a shell around the same body: def mode's handler is a plain function, so the body's
+    coroutine never suspends, and the pool's thread runs it to its end with one send().
+    Every other mode gets the body itself: nothing is added on the loop.
+    """
+
+    async def task(name: TaskName, request: Request, delay: Delay = None) -> Response:
+        if (shed := tasks.enter(name)) is not None:
+            return shed
+        try:
+            pending = handle(request.app.state.clients, tasks.url(delay))
+            if pending is not None:  # every mode but def: a coroutine, awaited on the loop
+                await pending
+        except UpstreamError as exc:
+            return tasks.failed(name, exc)
+        finally:
+            tasks.leave()
+        return tasks.answered(name)
+
+    if inspect.iscoroutinefunction(handle):
+        return task
+    body = task
+
+    def task(name: TaskName, request: Request, delay: Delay = None) -> Response:  # type: ignore[no-redef]
+        # A plain def endpoint (def mode): FastAPI runs all of it in anyio's thread pool.
+        return run_to_end(body(name, request, delay))
+
+    return task
+
+
+def run_to_end(coroutine: Coroutine[Any, Any, Response]) -> Response:
+    """The answer of a coroutine that never suspends, run in this thread (def mode's task body)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("the task body waited on something in def mode: its handler must be a plain function")
+
+
 def create_app(settings: Settings) -> FastAPI:
-    handle = HANDLERS[settings.receiver_mode]
+    """The receiver's app, with metrics of its own (app.state.metrics, a ReceiverMetrics).
+
+    One process: `python -m receiver` serves app.state.metrics.registry on METRICS_PORT.
+    Under gunicorn (RECEIVER_WORKERS > 1) the workers' values are files, served by the master.
+    """
+    measured = ReceiverMetrics(settings)
     work_url = f"{settings.upstream_base}/work"
-    INFO.info({key: str(value) for key, value in settings.info().items()})
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        probe = asyncio.create_task(LOOP_LAG.run())
-        culprits = Culprits(LOOP_LAG, lambda name: LOOP_BLOCKS.labels(settings.receiver_mode, name),
+        probe = asyncio.create_task(measured.loop_lag.run())
+        culprits = Culprits(measured.loop_lag, lambda name: measured.loop_blocks.labels(settings.receiver_mode, name),
                             settings.loop_block_threshold, settings.loop_culprits_max)
         if settings.loop_block_threshold > 0:
             culprits.start(threading.get_ident())  # this thread runs the loop
-        async with open_clients(settings) as clients:
+        async with open_clients(settings, measured.calls) as clients:
             app.state.clients = clients
-            POOLS.source = clients.pools
+            measured.pools.source = clients.pools  # this app's pools, read from these clients until they close
             yield
-            POOLS.source = None
+            measured.pools.source = None
         culprits.stop()
         probe.cancel()
 
     # FastAPI's built-in OpenTelemetry stays off: the lab measures with Prometheus, and
     # no OpenTelemetry provider is configured, yet FastAPI would look for one on every request.
     app = FastAPI(title="receiver", lifespan=lifespan, telemetry={"tracing": False, "metrics": False, "logs": False})
-    if settings.receiver_metrics:
-        app.add_middleware(MetricsMiddleware, mode=settings.receiver_mode)
-    else:  # leave out the HTTP series: nothing would keep them, the in-flight gauge would only say 0
-        with suppress(KeyError):  # unregistered already (a second app in this process), or shared
-            REGISTRY.unregister(HTTP)
-
-    tasks = Tasks(work_url, settings.receiver_max_in_flight)
-
-    if inspect.iscoroutinefunction(handle):
-        async def task(name: TaskName, request: Request, delay: Delay = None) -> Response:
-            if (shed := tasks.enter(name)) is not None:
-                return shed
-            try:
-                await handle(request.app.state.clients, tasks.url(delay))
-            except UpstreamError as exc:
-                return tasks.failed(name, exc)
-            finally:
-                tasks.leave()
-            return tasks.answered(name)
-    else:
-        def task(name: TaskName, request: Request, delay: Delay = None) -> Response:  # type: ignore[misc]
-            # A plain def endpoint: FastAPI runs all of it in anyio's thread pool (def mode).
-            if (shed := tasks.enter(name)) is not None:
-                return shed
-            try:
-                handle(request.app.state.clients, tasks.url(delay))
-            except UpstreamError as exc:
-                return tasks.failed(name, exc)
-            finally:
-                tasks.leave()
-            return tasks.answered(name)
-
-    app.get("/tasks/{name}", responses=TASK_ERRORS)(task)
+    app.state.metrics = measured
+    if measured.http is not None:  # RECEIVER_METRICS off: no middleware, and no HTTP series to serve
+        app.add_middleware(MetricsMiddleware, http=measured.http, mode=settings.receiver_mode)
+    app.get("/tasks/{name}", responses=TASK_ERRORS)(task_endpoint(HANDLERS[settings.receiver_mode],
+                                                                  Tasks(work_url, settings.receiver_max_in_flight)))
 
     @app.get("/info")
     async def info(request: Request) -> dict[str, Any]:

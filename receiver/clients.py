@@ -17,7 +17,7 @@ import requests
 
 from lab.metrics import CALLER_HEADER
 from receiver.deadline import WATCHDOG, WatchedAdapter
-from receiver.metrics import UPSTREAM_CALLS
+from receiver.metrics import UpstreamCalls
 from receiver.settings import Settings
 
 
@@ -65,7 +65,9 @@ class Clients:
     threads: Threads  # threaded
     threadpool: anyio.CapacityLimiter  # def: anyio's default thread limiter, which FastAPI runs def endpoints in
     timeout: float
-    metrics: bool = True  # time each call into receiver_upstream_call_duration_seconds
+    # receiver_upstream_call_duration_seconds, which each call is timed into (the app's
+    # ReceiverMetrics.calls); None: RECEIVER_METRICS off, not timed.
+    calls: UpstreamCalls | None = None
 
     def pools(self) -> dict[str, tuple[int, int, int]]:
         """{pool: (busy, waiting, limit)}: threaded mode's threads, aiohttp's connections (limit 0: none),
@@ -79,17 +81,19 @@ class Clients:
         in_use = len(getattr(connector, "_acquired", ()))
         waiting = sum(len(waiters) for waiters in list(getattr(connector, "_waiters", {}).values()))
         threads = self.threads
-        running = threads.running
         tokens = self.threadpool.statistics()  # copies its set of borrowers in one C call
         return {
-            "threads": (running, max(0, threads.submitted - running), threads.size),
+            # Waiting: calls beyond the T threads, as anyio and aiohttp count theirs (past the cap).
+            # A call handed over while the pool starts a thread is in neither count for that moment.
+            "threads": (threads.running, max(0, threads.submitted - threads.size), threads.size),
             "aiohttp": (in_use, waiting, connector.limit if connector is not None else 0),
             "anyio": (tokens.borrowed_tokens, tokens.tasks_waiting, int(tokens.total_tokens)),
         }
 
 
 @asynccontextmanager
-async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
+async def open_clients(settings: Settings, calls: UpstreamCalls | None = None) -> AsyncIterator[Clients]:
+    """The clients for these settings; calls: the histogram they time each upstream call into (None: none)."""
     connector = aiohttp.TCPConnector(limit=settings.receiver_pool_limit)
     timeout = aiohttp.ClientTimeout(total=settings.receiver_upstream_timeout)
     # Every call names the caller's mode, so upstream can count what each receiver sends it
@@ -106,7 +110,7 @@ async def open_clients(settings: Settings) -> AsyncIterator[Clients]:
         threadpool.total_tokens = settings.receiver_threadpool_tokens
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session:
         try:
-            yield Clients(session, http, threads, threadpool, settings.receiver_upstream_timeout, settings.receiver_metrics)
+            yield Clients(session, http, threads, threadpool, settings.receiver_upstream_timeout, calls)
         finally:
             threads.executor.shutdown(wait=False, cancel_futures=True)
             http.close()
@@ -142,8 +146,8 @@ def call_with_requests(clients: Clients, url: str) -> None:
         check(response.status_code, response.content)
         outcome = "ok"
     finally:
-        if clients.metrics:
-            UPSTREAM_CALLS.labels("requests", outcome).observe(time.perf_counter() - started)
+        if clients.calls is not None:
+            clients.calls.labels("requests", outcome).observe(time.perf_counter() - started)
 
 
 async def call_with_aiohttp(clients: Clients, url: str) -> None:
@@ -162,5 +166,5 @@ async def call_with_aiohttp(clients: Clients, url: str) -> None:
         check(status, body)
         outcome = "ok"
     finally:
-        if clients.metrics:
-            UPSTREAM_CALLS.labels("aiohttp", outcome).observe(time.perf_counter() - started)
+        if clients.calls is not None:
+            clients.calls.labels("aiohttp", outcome).observe(time.perf_counter() - started)

@@ -11,9 +11,13 @@ async mode at zero delay), metrics cost about 7% of the receiver's CPU per reque
 prometheus-client's calls, and 3.4% with these (side by side on one core; README, "What the
 receiver costs per request"); bench.instructions counts the same in instructions.
 
-Under gunicorn (RECEIVER_WORKERS > 1) each worker is a process of its own, and these take
-their shared form (lab.metrics.shared): prometheus-client's classes in multiprocess mode,
-served by the gunicorn master (receiver/workers.py).
+Nothing is made at import: create_app builds a ReceiverMetrics for its app, and hands each
+part to what writes it (the middleware, the clients, the culprit watcher, the loop probe).
+In one process (uvicorn) they are registered in a CollectorRegistry of the app's own, which
+`python -m receiver` serves on METRICS_PORT: two apps in one process keep apart. Under
+gunicorn (RECEIVER_WORKERS > 1) each worker is a process of its own, and the worker's app
+builds their shared form: prometheus-client's classes in multiprocess mode, whose values
+are files that the gunicorn master serves (receiver/workers.py); no registry then.
 """
 
 from __future__ import annotations
@@ -23,13 +27,22 @@ import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
-from lab import metrics
 from lab.metrics import BUCKETS, PEAK_WINDOW, PROBE_INTERVAL, InFlight, LoopLag, SharedInFlight, WindowMax
+from receiver.settings import Settings
 
 
 def bounds_of(buckets: Sequence[float]) -> tuple[float, ...]:
@@ -72,7 +85,7 @@ class LabelledHistogram(Collector):
     """A histogram with labels, like prometheus_client.Histogram's, for less work per observation."""
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
-                 buckets: Sequence[float] = BUCKETS, registry: CollectorRegistry = REGISTRY):
+                 buckets: Sequence[float] = BUCKETS, registry: CollectorRegistry | None = None):
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
@@ -83,7 +96,8 @@ class LabelledHistogram(Collector):
         # one dict lookup, with no str() and no tuple of strings.
         self._given: dict[tuple[object, ...], HistogramChild] = {}
         self._lock = threading.Lock()
-        registry.register(self)
+        if registry is not None:
+            registry.register(self)
 
     def labels(self, *given: object) -> HistogramChild:
         """The child for these label values, as callers pass them."""
@@ -113,6 +127,8 @@ _DURATION = (
     ["mode", "route"],
 )
 _IN_FLIGHT = ("receiver_http_requests_in_flight", "/tasks requests the receiver is working on.")
+# The clients' histogram: lean in one process, prometheus-client's under gunicorn.
+UpstreamCalls = LabelledHistogram | Histogram
 _UPSTREAM_CALLS = (
     "receiver_upstream_call_duration_seconds",
     "Duration of each call to upstream, by client library and outcome (ok, error, timeout).",
@@ -139,7 +155,7 @@ class HttpMetrics(Collector):
     so without a lock; the metrics thread reads copies, each made in one C call.
     """
 
-    def __init__(self, buckets: Sequence[float] = BUCKETS, registry: CollectorRegistry | None = REGISTRY):
+    def __init__(self, buckets: Sequence[float] = BUCKETS, registry: CollectorRegistry | None = None):
         self.bounds = bounds_of(buckets)
         self._les = [floatToGoString(b) for b in self.bounds]
         self.in_flight = InFlight(*_IN_FLIGHT, registry=None)
@@ -191,8 +207,8 @@ class SharedHttpMetrics:
     """
 
     def __init__(self) -> None:
-        self.requests = Counter(*_REQUESTS)
-        self.duration = Histogram(*_DURATION, buckets=BUCKETS)
+        self.requests = Counter(*_REQUESTS, registry=None)
+        self.duration = Histogram(*_DURATION, buckets=BUCKETS, registry=None)
         self.in_flight = SharedInFlight(*_IN_FLIGHT)
 
     def begin(self, task: bool) -> float:
@@ -258,9 +274,10 @@ class Pools(PoolPeaks, Collector):
     Nothing is counted per request.
     """
 
-    def __init__(self, registry: CollectorRegistry = REGISTRY):
+    def __init__(self, registry: CollectorRegistry | None = None):
         super().__init__()
-        registry.register(self)
+        if registry is not None:
+            registry.register(self)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         pools = self.source() if self.source is not None else {}
@@ -285,7 +302,7 @@ class SharedPools(PoolPeaks):
 
     def __init__(self) -> None:
         super().__init__()
-        self._gauges = [Gauge(name, documentation, ["pool"], multiprocess_mode="livesum")
+        self._gauges = [Gauge(name, documentation, ["pool"], multiprocess_mode="livesum", registry=None)
                         for name, documentation in (*_POOLS, *_POOL_PEAKS)]
 
     def refresh(self) -> None:
@@ -296,22 +313,60 @@ class SharedPools(PoolPeaks):
                 gauge.labels(pool).set(value)
 
 
-if metrics.shared:
-    HTTP: HttpMetrics | SharedHttpMetrics = SharedHttpMetrics()
-    UPSTREAM_CALLS: LabelledHistogram | Histogram = Histogram(*_UPSTREAM_CALLS, buckets=BUCKETS)
-else:
-    HTTP = HttpMetrics()
-    UPSTREAM_CALLS = LabelledHistogram(*_UPSTREAM_CALLS)
-LOOP_LAG = LoopLag("receiver")
-POOLS: Pools | SharedPools = SharedPools() if metrics.shared else Pools()
-if isinstance(HTTP, SharedHttpMetrics):
-    LOOP_LAG.on_tick.append(HTTP.in_flight.refresh)
-LOOP_LAG.on_tick.append(POOLS.refresh if isinstance(POOLS, SharedPools) else POOLS.sample)
-LOOP_BLOCKS = Counter(
+_LOOP_BLOCKS = (
     "receiver_event_loop_block_seconds",
     "Seconds the event loop spent blocked (each block longer than LOOP_BLOCK_THRESHOLD), by the code it "
     "was stuck in: the innermost frame of the receiver's own code → the call below it (receiver/culprits.py). "
     "By mode too: a dashboard sums it over minutes, across a mode switch.",
     ["mode", "culprit"],
 )
-INFO = Info("receiver", "The receiver's mode and the caps that shape it.")
+
+
+def receiver_info(settings: Settings, registry: CollectorRegistry) -> Info:
+    """receiver_info: the mode and the caps that shape it (an app's registry, or the gunicorn master's)."""
+    info = Info("receiver", "The receiver's mode and the caps that shape it.", registry=registry)
+    info.info({key: str(value) for key, value in settings.info().items()})
+    return info
+
+
+def own_registry() -> CollectorRegistry:
+    """A registry holding what prometheus-client's default one holds at start (process_*, python_*)."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
+
+
+class ReceiverMetrics:
+    """One app's metrics, in the form its settings call for; create_app builds it, and hands out its parts.
+
+    One process: the lean collectors, in `registry`, the app's own, which /metrics serves.
+    Under gunicorn (settings.receiver_workers > 1, `shared`): prometheus-client's classes in
+    multiprocess mode, registered nowhere (`registry` is None): every worker writes its values
+    to files in PROMETHEUS_MULTIPROC_DIR, and the master serves their sum (receiver/workers.py),
+    receiver_info included, which the workers therefore leave out.
+
+    http: the middleware's, None with RECEIVER_METRICS off (no middleware, no series).
+    upstream_calls: the clients' timing of each call; `calls` is what the clients get: None
+    with RECEIVER_METRICS off (the series then stands empty, as it always has).
+    """
+
+    def __init__(self, settings: Settings):
+        self.shared = shared = settings.receiver_workers > 1
+        self.registry: CollectorRegistry | None = None if shared else own_registry()
+        registry = self.registry
+        self.http: HttpMetrics | SharedHttpMetrics | None = None
+        if settings.receiver_metrics:
+            self.http = SharedHttpMetrics() if shared else HttpMetrics(registry=registry)
+        self.upstream_calls: UpstreamCalls = (
+            Histogram(*_UPSTREAM_CALLS, buckets=BUCKETS, registry=None) if shared
+            else LabelledHistogram(*_UPSTREAM_CALLS, registry=registry))
+        self.calls = self.upstream_calls if settings.receiver_metrics else None
+        self.loop_lag = LoopLag("receiver", registry=registry, shared=shared)
+        self.pools: Pools | SharedPools = SharedPools() if shared else Pools(registry=registry)
+        if isinstance(self.http, SharedHttpMetrics):
+            self.loop_lag.on_tick.append(self.http.in_flight.refresh)
+        self.loop_lag.on_tick.append(self.pools.refresh if isinstance(self.pools, SharedPools) else self.pools.sample)
+        self.loop_blocks = Counter(*_LOOP_BLOCKS, registry=registry)
+        self.info = receiver_info(settings, registry) if registry is not None else None

@@ -13,6 +13,12 @@ from lab.model import Mode
 from lab.settings import Port, PositiveSeconds, ServiceSettings
 
 
+# uvicorn's keep-alive (its timeout_keep_alive, its default, named; gunicorn's `keepalive` for
+# the workers): a connection idle this many seconds is closed. The model (models/simulate.py)
+# counts on it to know when a request comes on a new connection, which costs a loop turn more.
+KEEP_ALIVE = 5.0
+
+
 @cache
 def anyio_default_tokens() -> int:
     """anyio's default thread-pool size (FastAPI runs plain `def` endpoints in it), read from anyio itself."""

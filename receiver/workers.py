@@ -34,15 +34,15 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
-from prometheus_client import CollectorRegistry, Info, multiprocess
+from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from uvicorn_worker import UvicornWorker
 
 from lab import metrics
-from lab.model import KEEP_ALIVE
 from lab.runtime import tune_gc
-from receiver.settings import Settings
+from receiver.metrics import receiver_info
+from receiver.settings import KEEP_ALIVE, Settings
 
 log = logging.getLogger("receiver")
 
@@ -137,7 +137,8 @@ class Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        # In each worker, after the fork: its own app, metrics, client session and threads.
+        # In each worker, after the fork: its own app, metrics, client session and threads. The
+        # settings say RECEIVER_WORKERS > 1, so create_app gives the metrics their shared form.
         from receiver.app import create_app
 
         app = create_app(self.settings)
@@ -147,8 +148,7 @@ class Gunicorn(BaseApplication):
     def when_ready(self, server: Any) -> None:
         registry = CollectorRegistry()
         registry.register(WorkersMetrics(self.settings.prometheus_multiproc_dir))
-        info = Info("receiver", "The receiver's mode and the caps that shape it.", registry=registry)
-        info.info({key: str(value) for key, value in self.settings.info().items()})
+        receiver_info(self.settings, registry)  # the workers leave it out: an Info has no multiprocess form
         metrics.serve(self.settings.metrics_port, self.settings.host, registry)
 
     def child_exit(self, server: Any, worker: Any) -> None:
@@ -164,7 +164,6 @@ def prepare(path: Path) -> None:
 
 
 def run(settings: Settings) -> None:
-    metrics.shared = True  # before any worker exists: the workers' metrics take the shared form
     if settings.receiver_accept == "reuseport":
         Worker.own_socket = (settings.host, settings.port)
     logging.logProcesses = True  # gunicorn's own lines name the process (lab.logs turns it off)

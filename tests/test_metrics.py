@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import re
 import subprocess
@@ -203,3 +204,52 @@ def test_a_burst_that_reaches_no_receiver_is_a_failed_burst_not_a_makespan(tmp_p
         sender.stop()
     assert not [labels for name, labels in seen if name == "sender_burst_makespan_seconds"]
     assert value(seen, "sender_bursts_total", mode="unknown") == 1
+
+
+
+async def asgi_get(app, target: str) -> int:
+    """GET target from an ASGI app in this process, as a server would hand it the request: its status."""
+    path, _, query = target.partition("?")
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": query.encode(), "root_path": "",
+             "headers": [(b"host", b"test")], "client": ("127.0.0.1", 1), "server": ("test", 80)}
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return next(message["status"] for message in sent if message["type"] == "http.response.start")
+
+
+def test_two_receiver_apps_in_one_process_keep_their_metrics_apart(upstream):
+    # Each app builds its own metrics in a registry of its own (what /metrics serves), none in
+    # prometheus-client's default registry: two apps, even of the same settings, never collide.
+    from prometheus_client import REGISTRY, generate_latest
+
+    from receiver.app import create_app
+    from receiver.settings import Settings
+
+    on = Settings(receiver_mode="async", upstream_url=upstream.url, receiver_workers=1)
+    off = Settings(receiver_mode="def", upstream_url=upstream.url, receiver_workers=1, receiver_metrics=False)
+    apps = [create_app(on), create_app(off), create_app(on)]
+
+    async def serve_both() -> list[int]:
+        async with apps[0].router.lifespan_context(apps[0]), apps[1].router.lifespan_context(apps[1]):
+            return [await asgi_get(apps[0], "/tasks/task1?delay=0"),
+                    await asgi_get(apps[1], "/tasks/task2?delay=0"),  # def mode's endpoint, in anyio's threads
+                    await asgi_get(apps[1], "/healthz")]
+
+    assert asyncio.run(asyncio.wait_for(serve_both(), 20)) == [200, 200, 200]
+    read = [samples(generate_latest(app.state.metrics.registry).decode()) for app in apps]
+    assert value(read[0], "receiver_http_requests_total", mode="async", route="/tasks/{name}", status="200") == 1
+    assert value(read[0], "receiver_upstream_call_duration_seconds_count", client="aiohttp", outcome="ok") == 1
+    assert value(read[0], "receiver_info", **{k: str(v) for k, v in on.info().items()}) == 1
+    assert value(read[2], "receiver_http_requests_total", mode="async", route="/tasks/{name}", status="200") == 0
+    assert not [name for name, _ in read[1] if name.startswith(("receiver_http_", "receiver_upstream_call"))]
+    assert value(read[1], "receiver_info", **{k: str(v) for k, v in off.info().items()}) == 1
+    assert all("process_cpu_seconds_total" in {name for name, _ in r} for r in read)  # as the default registry had
+    assert not [name for name in REGISTRY._names_to_collectors if name.startswith("receiver_")]

@@ -149,3 +149,33 @@ def test_the_seed_experiment_in_small(upstream, receiver_for):
     assert_close(sync, 2.0, "sync")
     assert_close(async_, 1.0, "async")
     assert sync > 1.5 * async_
+
+
+@pytest.mark.parametrize("mode", model.MODES)
+def test_one_task_body_serves_every_mode_and_def_mode_gets_a_plain_def(mode):
+    # FastAPI runs a plain def endpoint in anyio's thread pool and a coroutine function on the
+    # loop: def mode's endpoint must be a plain def, every other mode's the body itself.
+    import inspect
+
+    from receiver.app import create_app
+    from receiver.settings import Settings
+
+    app = create_app(Settings(receiver_mode=mode, receiver_workers=1))
+    endpoint = next(route.endpoint for route in app.routes if getattr(route, "path", None) == "/tasks/{name}")
+    assert inspect.iscoroutinefunction(endpoint) == (mode != "def")
+    assert endpoint.__name__ == "task"  # the OpenAPI operation keeps its name in every mode
+
+
+def test_def_mode_refuses_a_body_that_would_wait():
+    from receiver.app import run_to_end
+
+    async def answers() -> str:
+        return "answered"
+
+    async def waits() -> str:
+        await asyncio.sleep(0)
+        return "never"
+
+    assert run_to_end(answers()) == "answered"
+    with pytest.raises(RuntimeError, match="waited on something in def mode"):
+        run_to_end(waits())

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import scrape
+from tests.conftest import eventually, scrape
 from tools.processes import get
 
 D, N, CAP = 1.0, 5, 2
@@ -32,8 +32,13 @@ def test_a_pool_at_its_cap_shows_busy_and_waiting(start, mode, knob, pool):
              for _ in range(N)]
     for thread in burst:
         thread.start()
-    deadline, seen = time.monotonic() + 0.8 * D, None  # within the first wave: CAP calls running, the rest waiting
-    while time.monotonic() < deadline:
+    # Within the first wave: CAP calls running, the rest waiting. The wave's D counts from when
+    # its first call took the pool (not from when the threads were started: on a loaded machine
+    # the requests can take a while to get there), and the look stops well before it ends.
+    first = eventually(lambda: (time.monotonic() if pools(receiver)[("busy", pool)] > 0 else None), 10,
+                       f"the burst's first call in the {pool} pool")
+    seen = None
+    while time.monotonic() < first + 0.8 * D:
         now = pools(receiver)
         seen = (now[("busy", pool)], now[("waiting", pool)])
         if seen == (CAP, N - CAP):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from lab import model
-from tests.conftest import require_tool, run_service, scrape, value
+from tests.conftest import eventually, require_tool, run_service, scrape, value
 from tests.dashboard_check import instant
 from tools.processes import Service, children, get, sender_once
 
@@ -84,13 +84,20 @@ def test_sync_workers_serve_side_by_side_and_metrics_answer_while_all_block(work
     result: dict[str, list[float]] = {}
     sending = threading.Thread(target=lambda: result.setdefault("answers", burst(receiver, 8)))
     sending.start()
-    deadline = time.monotonic() + 10
-    while value(scrape(receiver.metrics_url), "receiver_http_requests_in_flight") < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)  # until the burst is in (the sender takes a moment to start)
-    time.sleep(0.4)  # the workers' loops are inside requests calls
-    started = time.monotonic()
-    during = scrape(receiver.metrics_url, timeout=2)
-    assert time.monotonic() - started < 0.5  # the master runs no event loop: it answers at once
+
+    def while_blocked() -> tuple[dict, float] | None:
+        """A scrape, and how long it took, once it shows the burst in and the workers' loops inside requests calls."""
+        started = time.monotonic()
+        seen = scrape(receiver.metrics_url, timeout=2)
+        took = time.monotonic() - started
+        if value(seen, "receiver_http_requests_in_flight") >= 2 and value(seen, "receiver_event_loop_blocked_seconds") > 0.2:
+            return seen, took
+        return None
+
+    # Until the burst is in (the sender takes a moment to start) and the loops have been held a while.
+    during, took = eventually(while_blocked, 10, "two requests in flight and a worker's loop blocked over 0.2 s",
+                              interval=0.05)
+    assert took < 0.5  # the master runs no event loop: it answers at once
     in_flight = value(during, "receiver_http_requests_in_flight")
     blocked = value(during, "receiver_event_loop_blocked_seconds")
     peak = value(scrape(upstream.metrics_url), "upstream_http_requests_in_flight_peak", caller="sync")
@@ -105,6 +112,8 @@ def test_sync_workers_serve_side_by_side_and_metrics_answer_while_all_block(work
     after = scrape(receiver.metrics_url)
     assert value(after, "receiver_http_requests_in_flight") == 0
     assert value(after, "receiver_event_loop_blocked_seconds") < 0.5
+    # ...while the peak the workers wrote still shows their loops were held for a whole call
+    assert value(after, "receiver_event_loop_blocked_peak_seconds") >= 1.0 - 0.05
 
 
 @pytest.mark.parametrize("accept", ["shared", "reuseport"])
@@ -171,8 +180,13 @@ def test_recycled_workers_never_take_counts_away(workers, prometheus_for):
             pids |= worker_pids(receiver)
         seen.append(value(scrape(receiver.metrics_url), "receiver_http_requests_total",
                           mode="async", route=TASKS, status="200"))
-        time.sleep(1.0)  # the run spans a dozen of Prometheus' 2 s scrapes
-    time.sleep(2.5)  # one more scrape after the last request
+        time.sleep(1.0)  # deliberate pacing, not a wait for a state: the run spans a dozen of Prometheus' 2 s scrapes
+
+    def scraped_to_the_end() -> bool:  # one more scrape after the last request: Prometheus has the final count
+        last = instant(prometheus, 'sum(receiver_http_requests_total{route="/tasks/{name}", status="200"})')
+        return bool(last) and float(last[0]["value"][1]) == seen[-1]
+
+    eventually(scraped_to_the_end, 10, "a Prometheus scrape after the last request", interval=0.2)
     assert len(pids) >= 12  # at least 10 recycles: new processes took over
     assert cut <= len(pids)  # at most one a recycle
     assert seen == sorted(seen) and seen[-1] == answered == 400 - cut  # never backwards, nothing lost
