@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from bench import bursts, goals, loadgen, machine, passthrough, rates, report, workers
 from bench.charts import write_charts
+from bench.console import console_summary
+from bench.results import CapsRow, Knobs, Results, Timing
 from bench.run import BenchError, Services, services
 from lab import arrivals, model
 from tools.processes import ROOT, get
@@ -58,11 +61,13 @@ SEED = 1
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the ~3 minute smoke profile (make bench-quick)")
-    parser.add_argument("--delay", type=float, help="upstream delay D in seconds (full: 1, quick: 0.25; the seed's: 10)")
+    parser.add_argument("--delay", type=float,
+                        help="upstream delay D in seconds (full: 1, quick: 0.25; the seed's: 10)")
     parser.add_argument("--max-makespan", type=float, help="skip bursts the model says take longer (full: 120 s)")
     parser.add_argument("--out", type=Path, help="where results go (default: bench-results/<profile>)")
     parser.add_argument("--receivers", help="comma-separated URLs of running receivers to sweep instead of local ones")
-    parser.add_argument("--skip", action="append", default=[], choices=["bursts", "rates", "workers", "passthrough", "loadgen"],
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["bursts", "rates", "workers", "passthrough", "loadgen"],
                         help="leave a part out (its goals are reported as not measured)")
     return parser.parse_args()
 
@@ -77,13 +82,13 @@ def series(profile: Profile, modes: tuple[model.Mode, ...]) -> list[bursts.Serie
 class Receivers:
     """A receiver per mode and caps: local processes started on demand (one at a time), or given URLs."""
 
-    def __init__(self, running: Services, upstream: str | None, urls: dict[tuple[str, model.Caps], str]):
+    def __init__(self, running: Services, upstream: str | None, urls: dict[tuple[model.Mode, model.Caps], str]):
         self.running = running
         self.upstream = upstream
         self.urls = urls
-        self.current: tuple[tuple[str, model.Caps], Any] | None = None
+        self.current: tuple[tuple[model.Mode, model.Caps], Any] | None = None
 
-    def url(self, mode: str, caps: model.Caps) -> str:
+    def url(self, mode: model.Mode, caps: model.Caps) -> str:
         key = (mode, caps)
         if key in self.urls:
             return self.urls[key]
@@ -100,7 +105,7 @@ class Receivers:
         return receiver.url
 
 
-def given(urls: str) -> dict[tuple[str, model.Caps], str]:
+def given(urls: str) -> dict[tuple[model.Mode, model.Caps], str]:
     found = {}
     for url in (u.strip().rstrip("/") for u in urls.split(",") if u.strip()):
         try:
@@ -123,7 +128,8 @@ def estimate(profile: Profile, plan: list, points: list, skip: list[str]) -> flo
     if "workers" not in skip:
         total += workers.seconds(profile.delay, profile.workers_repeats)
     if "passthrough" not in skip:
-        total += (len(passthrough.CONFIGURATIONS) + len(passthrough.PAIRS)) * profile.passthrough[0] * profile.passthrough[1]
+        seconds, rounds = profile.passthrough
+        total += (len(passthrough.CONFIGURATIONS) + len(passthrough.PAIRS)) * seconds * rounds
     if "loadgen" not in skip:
         total += len(loadgen.TOOLS) * profile.loadgen[0] * profile.loadgen[1]
     return total
@@ -141,7 +147,18 @@ def preflight(skip: list[str]) -> None:
                              "(or --skip loadgen)") from None
 
 
-def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+def knobs(profile: Profile, modes: tuple[model.Mode, ...], urls: dict[tuple[model.Mode, model.Caps], str]) -> Knobs:
+    return Knobs(delay=profile.delay, modes=list(modes), burst_sizes=list(profile.sizes),
+                 max_makespan=profile.max_makespan, rate_fractions=list(profile.fractions),
+                 rate_duration=profile.rate_duration, arrivals=ARRIVALS, seed=SEED,
+                 backlog_seconds=rates.BACKLOG_SECONDS,
+                 caps=CapsRow(pool_limit=CAPS.pool_limit, threads=CAPS.threads),
+                 passthrough=Timing(seconds=profile.passthrough[0], rounds=profile.passthrough[1]),
+                 loadgen=Timing(seconds=profile.loadgen[0], rounds=profile.loadgen[1]),
+                 workers_repeats=profile.workers_repeats, targets=list(urls.values()) if urls else "local")
+
+
+def run(args: argparse.Namespace, console: Console) -> Results:
     profile = QUICK if args.quick else FULL
     profile = replace(profile, delay=args.delay if args.delay is not None else profile.delay,
                       max_makespan=args.max_makespan if args.max_makespan is not None else profile.max_makespan)
@@ -152,24 +169,13 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     plan = bursts.plan(series(profile, modes), profile.delay, profile.max_makespan)
     points = rates.points(modes, profile.fractions, profile.delay, CAPS)
     started = time.monotonic()
-    results: dict[str, Any] = {
-        "version": 1, "profile": profile.name, "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine.describe(),
-        "knobs": {"delay": profile.delay, "modes": list(modes), "burst_sizes": list(profile.sizes),
-                  "max_makespan": profile.max_makespan, "rate_fractions": list(profile.fractions),
-                  "rate_duration": profile.rate_duration, "arrivals": ARRIVALS, "seed": SEED,
-                  "backlog_seconds": rates.BACKLOG_SECONDS, "caps": {"pool_limit": CAPS.pool_limit, "threads": CAPS.threads},
-                  "passthrough": {"seconds": profile.passthrough[0], "rounds": profile.passthrough[1]},
-                  "loadgen": {"seconds": profile.loadgen[0], "rounds": profile.loadgen[1]},
-                  "workers_repeats": profile.workers_repeats,
-                  "targets": list(urls.values()) if urls else "local"},
-        "bursts": [], "rates": [], "workers": [], "passthrough": None, "loadgen": None,
-    }
+    results = Results(version=1, profile=profile.name,
+                      started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                      machine=machine.describe(), knobs=knobs(profile, modes, urls))
     pinning = f"server on core {cpus['server'][0]}, load generators and upstream on core {cpus['load'][0]}" if cpus \
         else "not pinned (fewer than two cores)"
     console.print(f"[bold]bench[/] profile={profile.name} D={profile.delay:g}s, {pinning}; "
                   f"about {estimate(profile, plan, points, args.skip) / 60:.0f} min of measuring")
-    load = cpus["load"] if cpus else None
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp, services(Path(tmp), cpus) as running, Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
     ) as progress:
@@ -178,38 +184,45 @@ def run(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         def advance(description: str, seconds: float) -> None:
             progress.update(bar, description=description, advance=seconds)
 
-        work = Path(tmp)
-        upstream = None if urls else running.start("upstream", "load").url
-        receivers = Receivers(running, upstream, urls)
-        if "bursts" not in args.skip:
-            results["bursts"] = bursts.sweep([s for s in series(profile, modes)], profile.delay, profile.max_makespan,
-                                             lambda s: receivers.url(s.mode, s.caps), work, load, advance)
-        if "rates" not in args.skip:
-            results["rates"] = rates.sweep(points, profile.rate_duration, ARRIVALS, SEED,
-                                           lambda mode: receivers.url(mode, CAPS), work, load, advance)
+        parts = measure(args.skip, profile, modes, points, running, urls, Path(tmp), advance)
+    results = replace(results, **parts, seconds=round(time.monotonic() - started, 1))
+    return replace(results, goals=goals.check(results))
+
+
+def measure(skip: list[str], profile: Profile, modes: tuple[model.Mode, ...], points: list[rates.Point],
+            running: Services, urls: dict[tuple[model.Mode, model.Caps], str], work: Path,
+            advance: Callable[[str, float], None]) -> dict[str, Any]:
+    """Every part of the run not skipped, by its field in Results: against the given receivers, or local ones."""
+    parts: dict[str, Any] = {}
+    load = running.cpus["load"] if running.cpus else None
+    upstream = None if urls else running.start("upstream", "load").url
+    receivers = Receivers(running, upstream, urls)
+    if "bursts" not in skip:
+        parts["bursts"] = bursts.sweep([s for s in series(profile, modes)], profile.delay, profile.max_makespan,
+                                       lambda s: receivers.url(s.mode, s.caps), work, load, advance)
+    if "rates" not in skip:
+        parts["rates"] = rates.sweep(points, profile.rate_duration, ARRIVALS, SEED,
+                                     lambda mode: receivers.url(mode, CAPS), work, load, advance)
+    running.stop_all()
+    if "workers" not in skip and upstream is not None:  # local receivers only: it reads their /proc
+        upstream = running.start("upstream", "load").url
+        parts["workers"] = workers.sweep(running, upstream, profile.delay, profile.workers_repeats, work, load, advance)
         running.stop_all()
-        if "workers" not in args.skip and upstream is not None:  # local receivers only: it reads their /proc
-            upstream = running.start("upstream", "load").url
-            results["workers"] = workers.sweep(running, upstream, profile.delay, profile.workers_repeats, work, load,
-                                               advance)
-            running.stop_all()
-        if "passthrough" not in args.skip:
-            seconds, rounds = profile.passthrough
-            try:
-                results["passthrough"] = passthrough.measure(seconds, rounds, lambda text: advance(text, seconds))
-            except RuntimeError as exc:
-                raise BenchError(f"pass-through: {exc}") from None
-        if "loadgen" not in args.skip:
-            seconds, rounds = profile.loadgen
-            results["loadgen"] = loadgen.measure(running, seconds, rounds, work, advance)
-    results["seconds"] = round(time.monotonic() - started, 1)
-    results["goals"] = goals.check(results)
-    return results
+    if "passthrough" not in skip:
+        seconds, rounds = profile.passthrough
+        try:
+            parts["passthrough"] = passthrough.measure(seconds, rounds, lambda text: advance(text, seconds))
+        except RuntimeError as exc:
+            raise BenchError(f"pass-through: {exc}") from None
+    if "loadgen" not in skip:
+        seconds, rounds = profile.loadgen
+        parts["loadgen"] = loadgen.measure(running, seconds, rounds, work, advance)
+    return parts
 
 
-def write(results: dict[str, Any], out: Path) -> list[Path]:
+def write(results: Results, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "results.json").write_text(json.dumps(results.to_json(), indent=1) + "\n")
     (out / "results.md").write_text(report.markdown(results))
     return [out / "results.json", out / "results.md", *write_charts(results, out)]
 
@@ -224,12 +237,12 @@ def main() -> int:
         console.print(f"[bold red]bench stopped:[/] {exc}\nNothing was written: a partial table would read as whole.")
         return 2
     written = write(results, out)
-    for renderable in report.console_summary(results):
+    for renderable in console_summary(results):
         console.print(renderable)
-    passed, failed, unmeasured = goals.verdict(results["goals"])
+    passed, failed, unmeasured = goals.verdict(results.goals)
     console.print(f"goals: {passed} PASS, {failed} FAIL, {unmeasured} not measured; "
                   f"wrote {', '.join(str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p) for p in written)}")
-    if results["profile"] == "quick":
+    if results.profile == "quick":
         return 0  # a smoke run: its verdicts are reported, not enforced
     return 1 if failed else 0
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from lab import model
+from bench.results import Burst, CapsRow
 from bench.run import BenchError, sender
+from lab import model
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ def seconds(points: list[tuple[Series, int, float, str | None]]) -> float:
 
 
 def measure(receiver: str, s: Series, n: int, delay: float, predicted: float, out: Path,
-            load_cpus: list[int] | None) -> dict[str, Any]:
-    """One burst of n against a running receiver; the row for results["bursts"]."""
+            load_cpus: list[int] | None) -> Burst:
+    """One burst of n against a running receiver; the row for Results.bursts."""
     timeout = min(300.0, predicted * 1.5 + 30)
     result = sender([receiver], out, load_cpus, timeout=timeout + 60, SENDER_CONCURRENCY=str(n),
                     SENDER_DELAY=f"{delay:g}", SENDER_TIMEOUT=f"{timeout:g}")
@@ -61,18 +61,15 @@ def measure(receiver: str, s: Series, n: int, delay: float, predicted: float, ou
 
 
 def row(s: Series, n: int, delay: float, predicted: float, status: str, reason: str | None = None,
-        makespan: float | None = None, times: list[float] | None = None) -> dict[str, Any]:
-    return {
-        "label": s.label, "mode": s.mode, "n": n, "delay": delay, "warm": s.warm,
-        "caps": {"pool_limit": s.caps.pool_limit, "threads": s.caps.threads},
-        "status": status, "reason": reason, "makespan": makespan, "model": predicted,
-        "completion_times": times, "model_times": model.completion_times(s.mode, n, delay, s.caps),
-        "failed": 0,
-    }
+        makespan: float | None = None, times: list[float] | None = None) -> Burst:
+    return Burst(label=s.label, mode=s.mode, n=n, delay=delay, warm=s.warm,
+                 caps=CapsRow(pool_limit=s.caps.pool_limit, threads=s.caps.threads), status=status, reason=reason,
+                 makespan=makespan, model=predicted, completion_times=times,
+                 model_times=model.completion_times(s.mode, n, delay, s.caps), failed=0)
 
 
 def sweep(series: list[Series], delay: float, max_makespan: float, receiver_for: Callable[[Series], str],
-          out: Path, load_cpus: list[int] | None, advance: Callable[[str, float], None]) -> list[dict[str, Any]]:
+          out: Path, load_cpus: list[int] | None, advance: Callable[[str, float], None]) -> list[Burst]:
     """Every point of the plan; receiver_for(series) gives a receiver URL in that mode and caps.
 
     advance(description, model seconds done) reports progress.
@@ -88,5 +85,5 @@ def sweep(series: list[Series], delay: float, max_makespan: float, receiver_for:
             measure(receiver, s, n, delay, predicted, out / f"warm-{s.label}-{n}.json".replace(" ", "_"), load_cpus)
         rows.append(measure(receiver, s, n, delay, predicted, out / f"burst-{s.label}-{n}.json".replace(" ", "_"),
                             load_cpus))
-        advance(f"burst {s.label} N={n}: {rows[-1]['makespan']:.3f} s", predicted)
+        advance(f"burst {s.label} N={n}: {rows[-1].makespan:.3f} s", predicted)
     return rows

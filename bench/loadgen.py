@@ -18,8 +18,8 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from bench.results import Loadgen, Tool
 from bench.run import BenchError, Services, sender
 from tools.processes import ROOT, pinned_to
 
@@ -70,7 +70,7 @@ RUNNERS: dict[str, Callable[[str, float, list[int] | None, Path], float]] = {
 
 
 def measure(running: Services, seconds: float, rounds: int, out: Path,
-            advance: Callable[[str, float], None]) -> dict[str, Any]:
+            advance: Callable[[str, float], None]) -> Loadgen:
     endpoint = running.start("bench.references.trivial", "server")
     load = running.cpus["load"] if running.cpus else None
     found: dict[str, list[float]] = {tool: [] for tool in TOOLS}
@@ -79,12 +79,12 @@ def measure(running: Services, seconds: float, rounds: int, out: Path,
             order = TOOLS[number % len(TOOLS):] + TOOLS[:number % len(TOOLS)]
             for tool in order:
                 advance(f"load generator: {tool}, round {number + 1}", 0)
-                found[tool].append(RUNNERS[tool](endpoint.url, seconds, load, out / f"loadgen-{number}-{tool.split()[0]}.json"))
+                path = out / f"loadgen-{number}-{tool.split()[0]}.json"
+                found[tool].append(RUNNERS[tool](endpoint.url, seconds, load, path))
                 advance(f"load generator: {tool}: {found[tool][-1]:.0f}/s", seconds)
     finally:
         running.stop(endpoint)
-    return {
-        "duration": seconds, "rounds": rounds, "connections": CONNECTIONS,
-        "endpoint": f"bench/references/trivial.py {PATH}", "server_cpus": running.cpus["server"] if running.cpus else None,
-        "results": {tool: {"rps": statistics.median(values), "rounds": values} for tool, values in found.items()},
-    }
+    return Loadgen(duration=seconds, rounds=rounds, connections=CONNECTIONS,
+                   endpoint=f"bench/references/trivial.py {PATH}",
+                   server_cpus=running.cpus["server"] if running.cpus else None,
+                   results={tool: Tool(rps=statistics.median(values), rounds=values) for tool, values in found.items()})

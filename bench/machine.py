@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from importlib import metadata
 
+from bench.results import Machine
 from tools.processes import ROOT
 
 PACKAGES = ["aiohttp", "fastapi", "starlette", "uvicorn", "uvloop", "httptools", "requests", "urllib3",
@@ -24,9 +25,10 @@ def cores() -> dict[str, list[int]] | None:
 
 def cpu_model() -> str:
     try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or "unknown"
@@ -55,14 +57,7 @@ def git_commit() -> str | None:
     return done.stdout.strip() + ("+changes" if dirty else "")
 
 
-def describe() -> dict:
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu_model(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": {name: version(name) for name in PACKAGES},
-        "wrk": wrk_version(),
-        "git": git_commit(),
-        "pinning": cores(),
-    }
+def describe() -> Machine:
+    return Machine(cpus=os.cpu_count(), cpu_model=cpu_model(), python=platform.python_version(),
+                   platform=platform.platform(), packages={name: version(name) for name in PACKAGES},
+                   wrk=wrk_version(), git=git_commit(), pinning=cores())

@@ -20,12 +20,14 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench import machine
-from bench.goals import relative
+from bench.goals import PASSTHROUGH_REFERENCES, relative
+from bench.results import Pair, Passthrough, Server, WrkRound
 from tools.processes import Service, pinned_to
 
 # label: (module, environment). Upstream's URL is added to each.
@@ -38,10 +40,10 @@ CONFIGURATIONS: dict[str, tuple[str, dict[str, str]]] = {
     "FastAPI proxy": ("bench.references.fastapi_proxy", {}),
     "aiohttp.web proxy": ("bench.references.aiohttp_proxy", {}),
 }
-REFERENCES = ("FastAPI proxy", "aiohttp.web proxy")
+REFERENCES = PASSTHROUGH_REFERENCES  # what every configuration is compared with
 # The ratios the goals judge, measured side by side: both servers on the server core at once,
 # each under its own wrk. Whatever slows the machine down slows both in the same second,
-# so a round's ratio moves by about 1.5% where two runs one after another move by 10%.
+# so a round's ratio moves far less than two runs one after another (docs/performance.md).
 PAIRS = (("receiver", "receiver, metrics off"), ("receiver", "FastAPI proxy"), ("receiver", "aiohttp.web proxy"),
          ("receiver", "receiver, culprits off"))
 CONNECTIONS = 64
@@ -62,7 +64,8 @@ def cores() -> dict[str, int]:
     """machine.cores()'s choice, one core each: the server's and the load's."""
     pinning = machine.cores()
     if pinning is None:
-        raise RuntimeError(f"the pass-through measurement needs 2 cores, this process may use {sorted(os.sched_getaffinity(0))}")
+        raise RuntimeError(f"the pass-through measurement needs 2 cores, this process may use "
+                           f"{sorted(os.sched_getaffinity(0))}")
     return {role: found[0] for role, found in pinning.items()}
 
 
@@ -125,7 +128,8 @@ def paired_round(wrk: str, servers: tuple[Service, Service], duration: float, co
     runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              preexec_fn=pinned_to({core})) for command in commands]
     finished = [run.communicate(timeout=seconds + 30) for run in runs]  # first: returncode is set by then
-    outputs = [wrk_output(command, run.returncode, out, err) for command, run, (out, err) in zip(commands, runs, finished)]
+    outputs = [wrk_output(command, run.returncode, out, err)
+               for command, run, (out, err) in zip(commands, runs, finished)]
     used = [cpu_seconds(server.process.pid) - start for server, start in zip(servers, before)]
     answers = [parse_wrk(output) for output in outputs]
     for server, got, output in zip(servers, answers, outputs):
@@ -134,15 +138,15 @@ def paired_round(wrk: str, servers: tuple[Service, Service], duration: float, co
 
 
 def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], None] | None = None,
-            configurations: dict[str, tuple[str, dict[str, str]]] | None = None) -> dict[str, Any]:
+            configurations: dict[str, tuple[str, dict[str, str]]] | None = None) -> Passthrough:
     """Run every configuration `rounds` times for `duration` s each, interleaved; medians per configuration.
 
-    Returns {"configs": {label: {"rps", "p50_ms", "p99_ms", "server_cpu" (share of its core the server
-    used), "cpu_us" (its CPU time per request), "rounds": [each round's numbers], "vs": {reference:
-    same-round ratio of req/s}, "vs_cpu": {reference: the same from CPU time per request}}}, "cores":
-    {"server": n, "load": n}, "wrk": version, "duration": s, "rounds": n, "connections": n}.
-    "paired": {"<a> vs <b>": {"ratio": a's throughput over b's, both on the server core at once,
-    the median of `rounds` rounds (from CPU time per request), "rounds", "cpu_us"}} for PAIRS.
+    Passthrough.configs: per label the medians of its rounds (req/s, p50 and p99 in ms, the share
+    of its core the server used, its CPU time per request), every round's numbers, and "vs":
+    {reference: same-round ratio of req/s}, "vs_cpu": the same from CPU time per request.
+    Passthrough.paired: {"<a> vs <b>": a's throughput over b's, both on the server core at once,
+    the median of `rounds` rounds (from CPU time per request)} for PAIRS. Besides: the cores,
+    wrk's version, seconds per round, rounds, connections.
     A round with any non-2xx answer or socket error raises RuntimeError: a failing server is an
     error, never a lower number.
     """
@@ -152,7 +156,6 @@ def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], No
     pinned = cores()
     configurations = configurations or CONFIGURATIONS
     say = progress or (lambda message: None)
-    results: dict[str, list[dict[str, Any]]] = {label: [] for label in configurations}
     with tempfile.TemporaryDirectory(prefix="bench-passthrough-") as tmp:
         upstream = Service("upstream", {"UPSTREAM_DELAY": "0", "LOG_LEVEL": "warning"}, Path(tmp, "upstream.log"),
                            cpus={pinned["load"]})
@@ -163,65 +166,75 @@ def measure(duration: float = 5.0, rounds: int = 3, progress: Callable[[str], No
                 servers[label] = Service(module, {**env, "UPSTREAM_URL": upstream.url}, Path(tmp, f"server-{i}.log"),
                                          cpus={pinned["server"]})
                 servers[label].start()
-            for label, server in servers.items():
+            for server in servers.values():
                 server.wait_healthy()
                 run_wrk(wrk, server.url + PATH, WARMUP, pinned["load"])
-            for r in range(rounds):
-                labels = list(configurations)
-                labels = labels[r % len(labels):] + labels[: r % len(labels)]  # rotate: no fixed position
-                for label in labels:
-                    server = servers[label]
-                    before, started = cpu_seconds(server.process.pid), time.perf_counter()
-                    output, _ = run_wrk(wrk, server.url + PATH, duration, pinned["load"])
-                    used, seconds = cpu_seconds(server.process.pid) - before, time.perf_counter() - started
-                    got = parse_wrk(output)
-                    check_round(f"{label}, round {r + 1}", got, output, server)
-                    requests = got["requests"]
-                    results[label].append({**got, "server_cpu": round(used / seconds, 3),
-                                           "cpu_us": round(used / requests * 1e6, 1)})
-                    say(f"round {r + 1}/{rounds}  {label:<26} {got['rps']:>9,.0f} req/s  "
-                        f"p50 {got['p50_ms']:.2f} ms  p99 {got['p99_ms']:.2f} ms  server core {used / seconds:.0%}  "
-                        f"{used / requests * 1e6:.0f} µs CPU/request")
-            paired: dict[str, Any] = {}
-            for a, b in (pair for pair in PAIRS if set(pair) <= set(servers)):
-                cpu = []
-                for r in range(rounds):
-                    # Which of the two starts first swaps every round: measured here, the first of a pair
-                    # comes out about 2% slower, whichever it is.
-                    if r % 2 == 0:
-                        cpu.append(paired_round(wrk, (servers[a], servers[b]), duration, pinned["load"]))
-                    else:
-                        cpu.append(paired_round(wrk, (servers[b], servers[a]), duration, pinned["load"])[::-1])
-                    say(f"round {r + 1}/{rounds}  side by side: {a} vs {b}  {cpu[-1][1] / cpu[-1][0]:.3f}×")
-                shares = [theirs / mine for mine, theirs in cpu]  # a's throughput over b's at the same CPU
-                paired[f"{a} vs {b}"] = {"a": a, "b": b, "ratio": statistics.median(shares),
-                                         "rounds": [round(r, 4) for r in shares],
-                                         "cpu_us": {a: statistics.median(c for c, _ in cpu),
-                                                    b: statistics.median(c for _, c in cpu)}}
+            runs = separate_rounds(wrk, servers, duration, rounds, pinned["load"], say)
+            paired = {f"{a} vs {b}": paired_rounds(wrk, servers, (a, b), duration, rounds, pinned["load"], say)
+                      for a, b in PAIRS if {a, b} <= set(servers)}
         finally:
             for server in servers.values():
                 server.stop()
             upstream.stop()
-    configs: dict[str, Any] = {
-        label: {
-            "rps": statistics.median(r["rps"] for r in runs),
-            "p50_ms": statistics.median(r["p50_ms"] for r in runs),
-            "p99_ms": statistics.median(r["p99_ms"] for r in runs),
-            "server_cpu": statistics.median(r["server_cpu"] for r in runs),
-            "cpu_us": statistics.median(r["cpu_us"] for r in runs),
-            "rounds": runs,
-        }
-        for label, runs in results.items()
-    }
-    for label in configs:
-        configs[label]["vs"] = ratios(configs, label)
-        configs[label]["vs_cpu"] = ratios(configs, label, "cpu_us")
-    report = {"configs": configs, "paired": paired, "cores": pinned, "wrk": machine.wrk_version(), "duration": max(1, round(duration)),
-              "rounds": rounds, "connections": CONNECTIONS}
-    return report
+    return Passthrough(configs=summary(runs), paired=paired, cores=pinned, wrk=machine.wrk_version(),
+                       duration=max(1, round(duration)), rounds=rounds, connections=CONNECTIONS)
 
 
-def ratios(configs: dict[str, Any], label: str, key: str = "rps") -> dict[str, float]:
+def separate_rounds(wrk: str, servers: dict[str, Service], duration: float, rounds: int, core: int,
+                    say: Callable[[str], None]) -> dict[str, list[WrkRound]]:
+    """Each server alone under wrk for `duration` s, `rounds` times, in an order rotated every round."""
+    runs: dict[str, list[WrkRound]] = {label: [] for label in servers}
+    for r in range(rounds):
+        labels = list(servers)
+        labels = labels[r % len(labels):] + labels[: r % len(labels)]  # rotate: no fixed position
+        for label in labels:
+            server = servers[label]
+            before, started = cpu_seconds(server.process.pid), time.perf_counter()
+            output, _ = run_wrk(wrk, server.url + PATH, duration, core)
+            used, seconds = cpu_seconds(server.process.pid) - before, time.perf_counter() - started
+            got = parse_wrk(output)
+            check_round(f"{label}, round {r + 1}", got, output, server)
+            requests = got["requests"]
+            runs[label].append(WrkRound(**got, server_cpu=round(used / seconds, 3),
+                                        cpu_us=round(used / requests * 1e6, 1)))
+            say(f"round {r + 1}/{rounds}  {label:<26} {got['rps']:>9,.0f} req/s  "
+                f"p50 {got['p50_ms']:.2f} ms  p99 {got['p99_ms']:.2f} ms  server core {used / seconds:.0%}  "
+                f"{used / requests * 1e6:.0f} µs CPU/request")
+    return runs
+
+
+def paired_rounds(wrk: str, servers: dict[str, Service], pair: tuple[str, str], duration: float, rounds: int,
+                  core: int, say: Callable[[str], None]) -> Pair:
+    """The pair side by side, `rounds` times: a's throughput over b's at the same CPU."""
+    a, b = pair
+    cpu = []
+    for r in range(rounds):
+            # Which of the two starts first swaps every round: the first of a pair comes out
+            # slower, whichever it is (docs/performance.md, "Side by side").
+        if r % 2 == 0:
+            cpu.append(paired_round(wrk, (servers[a], servers[b]), duration, core))
+        else:
+            cpu.append(paired_round(wrk, (servers[b], servers[a]), duration, core)[::-1])
+        say(f"round {r + 1}/{rounds}  side by side: {a} vs {b}  {cpu[-1][1] / cpu[-1][0]:.3f}×")
+    shares = [theirs / mine for mine, theirs in cpu]  # a's throughput over b's at the same CPU
+    return Pair(a=a, b=b, ratio=statistics.median(shares), rounds=[round(r, 4) for r in shares],
+                cpu_us={a: statistics.median(c for c, _ in cpu), b: statistics.median(c for _, c in cpu)})
+
+
+def summary(runs: dict[str, list[WrkRound]]) -> dict[str, Server]:
+    """Per configuration the medians of its rounds, and its ratios to the references."""
+    def median(values: Iterable[float | None]) -> float:
+        return statistics.median(v for v in values if v is not None)  # wrk printed each (check_round)
+
+    configs = {label: Server(rps=median(r.rps for r in mine), p50_ms=median(r.p50_ms for r in mine),
+                             p99_ms=median(r.p99_ms for r in mine), server_cpu=median(r.server_cpu for r in mine),
+                             cpu_us=median(r.cpu_us for r in mine), rounds=mine)
+               for label, mine in runs.items()}
+    return {label: replace(c, vs=ratios(configs, label), vs_cpu=ratios(configs, label, "cpu_us"))
+            for label, c in configs.items()}
+
+
+def ratios(configs: dict[str, Server], label: str, key: str = "rps") -> dict[str, float | None]:
     """label against each reference, the median of same-round ratios.
 
     key "rps": label's req/s as a multiple of the reference's. key "cpu_us": the reference's
@@ -236,17 +249,17 @@ def ratios(configs: dict[str, Any], label: str, key: str = "rps") -> dict[str, f
     return out
 
 
-def table(report: dict[str, Any]) -> str:
-    configs = report["configs"]
+def table(report: Passthrough) -> str:
+    configs = report.configs
     short = {"FastAPI proxy": "FastAPI", "aiohttp.web proxy": "aiohttp"}
     head = (f"{'configuration':<26} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'core':>5} {'µs CPU':>7}  "
             + "  ".join(f"{'× ' + short[r] + ' req/s':>17} {'(CPU)':>6}" for r in REFERENCES))
     rows = [head, "-" * len(head)]
     for label, c in configs.items():
-        by_rps, by_cpu = c["vs"], c["vs_cpu"]
+        by_rps, by_cpu = c.vs, c.vs_cpu
         rows.append(
-            f"{label:<26} {c['rps']:>7,.0f} {c['p50_ms']:>7.2f} {c['p99_ms']:>7.2f} {c['server_cpu']:>5.0%} "
-            f"{c['cpu_us']:>7.0f}  "
+            f"{label:<26} {c.rps:>7,.0f} {c.p50_ms:>7.2f} {c.p99_ms:>7.2f} {c.server_cpu:>5.0%} "
+            f"{c.cpu_us:>7.0f}  "
             + "  ".join(f"{by_rps.get(ref, float('nan')):>17.2f} {by_cpu.get(ref, float('nan')):>6.2f}"
                         for ref in REFERENCES)
         )
@@ -259,15 +272,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the table shows medians")
     args = parser.parse_args()
     report = measure(args.duration, args.rounds, progress=print)
-    print(f"\n{report['wrk']}, -t1 -c{report['connections']} -d{report['duration']}s, {report['rounds']} rounds; "
-          f"server on core {report['cores']['server']}, upstream (UPSTREAM_DELAY=0) and wrk on core "
-          f"{report['cores']['load']}; medians; ratios are medians of same-round ratios; "
+    print(f"\n{report.wrk}, -t1 -c{report.connections} -d{report.duration}s, {report.rounds} rounds; "
+          f"server on core {report.cores['server']}, upstream (UPSTREAM_DELAY=0) and wrk on core "
+          f"{report.cores['load']}; medians; ratios are medians of same-round ratios; "
           f"core = the server's CPU use (100% = its core saturated); µs CPU = the server's CPU time per "
           f"request; × = req/s against the reference's, (CPU) = the same from CPU time per request\n")
     print(table(report))
     print("\nside by side (both on the server core at once; a's throughput over b's, from CPU time per request):")
-    for label, pair in report["paired"].items():
-        print(f"  {label:<44} {pair['ratio']:.3f}×  (rounds {min(pair['rounds']):.3f}–{max(pair['rounds']):.3f})")
+    for label, pair in report.paired.items():
+        print(f"  {label:<44} {pair.ratio:.3f}×  (rounds {min(pair.rounds):.3f}–{max(pair.rounds):.3f})")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,5 +69,6 @@ def sender(receivers: list[str], out: Path, cpus: list[int] | None, timeout: flo
     except subprocess.TimeoutExpired:
         raise BenchError(f"the sender did not finish within {timeout:g} s ({env})") from None
     if not out.exists():
-        raise BenchError(f"the sender wrote no results (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        raise BenchError(f"the sender wrote no results (exit {done.returncode}):\n"
+                         f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return json.loads(out.read_text())

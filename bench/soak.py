@@ -3,8 +3,8 @@
 Upstream, a receiver and an open-loop sender run as local processes (the receiver on its own
 core, as the benchmark runs it) at a fraction of the mode's model capacity. Every --every
 seconds it samples each process's resident memory, the number of metric series each serves,
-and the sender's counts. After the warm-up it checks the promises the README's Reliability
-section makes: memory grows less than 10%, fewer than 0.1% of the requests fail, and the
+and the sender's counts. After the warm-up it checks the promises docs/reliability.md
+makes: memory grows less than 10%, fewer than 0.1% of the requests fail, and the
 series count stays flat. Writes soak.json and prints a table; exit 1 if a promise fails.
 Not part of CI (it takes half an hour).
 """
@@ -16,8 +16,9 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
@@ -28,17 +29,43 @@ from bench import machine
 from bench.run import Services
 from bench.workers import rss_mb
 from lab import model
+from models.steady import capacity
 from tools.processes import ROOT, Service, get
 
 RSS_GROWTH, ERROR_RATE = 0.10, 0.001
+
+
+class Counts(TypedDict):
+    """The sender's counts so far: requests sent, answered 200, answered otherwise or not at all."""
+
+    sent: float
+    ok: float
+    failed: float
+
+
+class Sample(TypedDict):
+    t: float  # seconds since the sender started
+    rss_mb: dict[str, float]  # per process
+    series: dict[str, int]  # metric series each serves (upstream, receiver)
+    sender: Counts
+
+
+class Verdict(TypedDict):
+    rss_growth: dict[str, float]  # per process, from the first sample after the warm-up to the last
+    rss_ok: bool
+    requests: float
+    error_rate: float
+    errors_ok: bool
+    series_range: dict[str, int]
+    series_ok: bool
 
 
 def series(url: str) -> int:
     return sum(len(family.samples) for family in text_string_to_metric_families(get(url)[1].decode()))
 
 
-def sender_counts(url: str) -> dict[str, float]:
-    counts = {"sent": 0.0, "ok": 0.0, "failed": 0.0}
+def sender_counts(url: str) -> Counts:
+    counts: Counts = {"sent": 0.0, "ok": 0.0, "failed": 0.0}
     for family in text_string_to_metric_families(get(url)[1].decode()):
         for sample in family.samples:
             if sample.name == "sender_requests_sent_total":
@@ -48,7 +75,7 @@ def sender_counts(url: str) -> dict[str, float]:
     return counts
 
 
-def sample(started: float, services: dict[str, Service]) -> dict[str, Any]:
+def sample(started: float, services: dict[str, Service]) -> Sample:
     return {
         "t": round(time.monotonic() - started, 1),
         "rss_mb": {name: round(rss_mb(s.process.pid), 1) for name, s in services.items()},
@@ -57,7 +84,7 @@ def sample(started: float, services: dict[str, Service]) -> dict[str, Any]:
     }
 
 
-def verdict(samples: list[dict[str, Any]], warmup: float) -> dict[str, Any]:
+def verdict(samples: list[Sample], warmup: float) -> Verdict:
     steady = [s for s in samples if s["t"] >= warmup]
     first, last = steady[0], steady[-1]
     growth = {name: (last["rss_mb"][name] - first["rss_mb"][name]) / first["rss_mb"][name] for name in first["rss_mb"]}
@@ -86,10 +113,10 @@ def main() -> int:
         parser.error("--minutes must leave at least two samples after the warm-up")
     console = Console()
     caps = model.Caps(pool_limit=100, threads=40)
-    rate = args.fraction * model.capacity(args.mode, args.delay, caps)
+    rate = args.fraction * capacity(args.mode, args.delay, caps)
     seconds = args.minutes * 60
     cpus = machine.cores()
-    samples: list[dict[str, Any]] = []
+    samples: list[Sample] = []
     with tempfile.TemporaryDirectory(prefix="lab-soak-") as tmp:
         running = Services(Path(tmp), cpus)
         try:
@@ -113,11 +140,11 @@ def main() -> int:
                         f"{s['sender']['ok']:.0f} ok, {s['sender']['failed']:.0f} failed"))
         finally:
             running.stop_all()
-    result = {"machine": machine.describe(), "knobs": vars(args) | {"out": str(args.out), "rate": rate},
-              "samples": samples, "verdict": verdict(samples, args.warmup)}
+    v = verdict(samples, args.warmup)
+    result = {"machine": asdict(machine.describe()), "knobs": vars(args) | {"out": str(args.out), "rate": rate},
+              "samples": samples, "verdict": v}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "soak.json").write_text(json.dumps(result, indent=1) + "\n")
-    v = result["verdict"]
     table = Table(title=f"soak: {v['requests']:.0f} requests answered")
     for column in ("promise", "measured", "result"):
         table.add_column(column)

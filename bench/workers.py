@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.results import Memory, Workers, WorkersSize
 from bench.run import BenchError, Services, sender
 from lab import model
 from tools.processes import Service, children
@@ -74,7 +75,7 @@ def pss_mb(pid: int) -> float:
     return _kb(f"/proc/{pid}/smaps_rollup", "Pss") / 1024
 
 
-def memory(service: Service) -> dict[str, Any]:
+def memory(service: Service) -> Memory:
     """RSS of the receiver's main process and of each worker it forked (gunicorn), and their PSS in all, in MB.
 
     RSS per process counts what forked workers still share with the master in each of
@@ -83,20 +84,20 @@ def memory(service: Service) -> dict[str, Any]:
     pid = service.process.pid
     forked = children(pid)
     workers = [round(rss_mb(c), 1) for c in forked]
-    return {"main_mb": round(rss_mb(pid), 1), "workers_mb": workers,
-            "total_mb": round(rss_mb(pid) + sum(workers), 1),
-            "pss_total_mb": round(sum(pss_mb(p) for p in (pid, *forked)), 1)}
+    return Memory(main_mb=round(rss_mb(pid), 1), workers_mb=workers, total_mb=round(rss_mb(pid) + sum(workers), 1),
+                  pss_total_mb=round(sum(pss_mb(p) for p in (pid, *forked)), 1))
 
 
 def measure(config: Config, receiver: Service, delay: float, repeats: int, out: Path,
-            load_cpus: list[int] | None, advance: Callable[[str, float], None]) -> dict[str, Any]:
+            load_cpus: list[int] | None, advance: Callable[[str, float], None]) -> Workers:
     caps = model.Caps(pool_limit=100, threads=40, workers=config.workers)
     bursts = []
     for n in SIZES:
         predicted = model.makespan(config.mode, n, delay, caps)
         for i in range(repeats):
-            result = sender([receiver.url], out / f"workers-{config.mode}-{config.workers}-{config.accept}-{n}-{i}.json",
-                            load_cpus, timeout=predicted * n + 60, SENDER_CONCURRENCY=str(n),
+            name = f"workers-{config.mode}-{config.workers}-{config.accept}-{n}-{i}.json"
+            result = sender([receiver.url], out / name, load_cpus, timeout=predicted * n + 60,
+                            SENDER_CONCURRENCY=str(n),
                             SENDER_DELAY=f"{delay:g}", SENDER_TIMEOUT=f"{predicted * n + 30:g}")
             (target,) = result["targets"]
             failed = sum(r["status"] != 200 for r in target["results"])
@@ -106,26 +107,24 @@ def measure(config: Config, receiver: Service, delay: float, repeats: int, out: 
             loads = model.sync_loads(times, delay) if config.mode == "sync" else None
             bursts.append({"n": n, "makespan": target["makespan"], "times": times, "loads": loads})
             advance(f"workers: {config.label} N={n}: {target['makespan']:.2f} s", predicted)
-    return {"label": config.label, "mode": config.mode, "workers": config.workers,
-            "accept": config.accept if config.workers > 1 else None, "delay": delay,
-            "sizes": {str(n): summary(config, n, delay, caps, [b for b in bursts if b["n"] == n]) for n in SIZES},
-            "memory": memory(receiver)}
+    return Workers(label=config.label, mode=config.mode, workers=config.workers,
+                   accept=config.accept if config.workers > 1 else None, delay=delay,
+                   sizes={str(n): summary(config, n, delay, caps, [b for b in bursts if b["n"] == n]) for n in SIZES},
+                   memory=memory(receiver))
 
 
-def summary(config: Config, n: int, delay: float, caps: model.Caps, bursts: list[dict]) -> dict[str, Any]:
+def summary(config: Config, n: int, delay: float, caps: model.Caps, bursts: list[dict[str, Any]]) -> WorkersSize:
     makespans = [b["makespan"] for b in bursts]
-    return {
-        "model": model.makespan(config.mode, n, delay, caps),
-        "makespans": makespans,
-        "median": statistics.median(makespans),
-        "even_share": sum(b["loads"] == sorted(model.even_spread(n, config.workers), reverse=True)
-                          for b in bursts if b["loads"] is not None) / len(bursts) if config.mode == "sync" else None,
-        "loads": [b["loads"] for b in bursts],
-    }
+    even = sorted(model.even_spread(n, config.workers), reverse=True)
+    return WorkersSize(
+        model=model.makespan(config.mode, n, delay, caps), makespans=makespans, median=statistics.median(makespans),
+        even_share=sum(b["loads"] == even for b in bursts if b["loads"] is not None) / len(bursts)
+        if config.mode == "sync" else None,
+        loads=[b["loads"] for b in bursts])
 
 
 def sweep(running: Services, upstream: str, delay: float, repeats: int, out: Path,
-          load_cpus: list[int] | None, advance: Callable[[str, float], None]) -> list[dict[str, Any]]:
+          load_cpus: list[int] | None, advance: Callable[[str, float], None]) -> list[Workers]:
     rows = []
     for i, config in enumerate(CONFIGS):
         receiver = running.start("receiver", None, UPSTREAM_URL=upstream,

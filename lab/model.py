@@ -1,4 +1,4 @@
-"""What each receiver mode costs: the model the sender, tests, demo and dashboard share.
+"""What each receiver mode costs in a burst: the model the sender, the dashboard and the tests share.
 
 N requests reach the receiver at the same moment; every upstream call takes D seconds.
 Request k (1-based, in the order the receiver finishes them) is answered at t_k:
@@ -29,43 +29,29 @@ given spread of the N requests over the workers, completion_times() for the even
 ⌈N/W⌉·D. The kernel does not promise it (the workers share one listening socket and each
 accepts what it can while it wakes); the benchmark measures the spread it does give.
 
-Beyond bursts, the same rules as a simulation of the event loop turn by turn (simulate(),
-lab/simulate.py: any arrival times, an open-loop sender's in-flight cap) and the steady
-state at an offered rate λ (steady_state(), capacity(), the queueing formulas): see the
-second half of this module.
+A mode is one record, ModeModel, in MODES_: its formulas as text, its burst, its calls, its
+capacity and how the simulator runs it. Every mode-keyed table here (FORMULAS, UPSTREAM_CALLS,
+...) is a view of MODES_: a new mode is one record here and one handler in receiver/modes.py.
+
+Beyond bursts, the steady state at an offered rate λ (capacity(), the queueing formulas,
+steady_state()) and the simulation of the event loop turn by turn (simulate(): any arrival
+times, an open-loop sender's in-flight cap) are tooling, used by the tests and the benchmark
+only: they live in models/ (models/steady.py, models/simulate.py), outside the images.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
 from typing import Literal, get_args
 
-from lab import arrivals as schedules
 from lab.arrivals import Arrivals
-from lab.simulate import KEEP_ALIVE, simulate  # re-exported: lab.model is the public API
 
 Mode = Literal["sync", "async", "mixed", "threaded", "def"]
-MODES: tuple[Mode, ...] = get_args(Mode)
-
-# The makespans in closed form, as the README and the sender's summary print them.
-FORMULAS: dict[Mode, str] = {
-    "sync": "N·D",
-    "async": "⌈N/L⌉·D",
-    "mixed": "(N+1)·D (2N·D if L=1)",
-    "threaded": "⌈N/T⌉·D",
-    "def": "⌈N/K⌉·D",
-}
-# With W workers, each gets n = ⌈N/W⌉ or ⌊N/W⌋ of a burst (the model's even spread).
-FORMULAS_PER_WORKER: dict[Mode, str] = {
-    "sync": "⌈N/W⌉·D",
-    "async": "⌈⌈N/W⌉/L⌉·D",
-    "mixed": "(⌈N/W⌉+1)·D",
-    "threaded": "⌈⌈N/W⌉/T⌉·D",
-    "def": "⌈⌈N/W⌉/K⌉·D",
-}
+# How the simulator (models/simulate.py) runs a request: one blocking call; an aiohttp call
+# (a connector slot); an aiohttp call, then a blocking call; a call in a pool of threads.
+Shape = Literal["block", "call", "call, block", "thread"]
 
 
 @dataclass(frozen=True)
@@ -78,10 +64,27 @@ class Caps:
     tokens: int = 40  # K: anyio's thread-pool tokens, which run def mode's endpoint (per worker)
 
     @classmethod
-    def from_info(cls, info: dict) -> "Caps":
+    def from_info(cls, info: dict) -> Caps:
         """The caps from the receiver's GET /info answer."""
         return cls(pool_limit=info["pool_limit"], threads=info["threads"], workers=info.get("workers", 1),
                    tokens=info.get("threadpool_tokens", 40))
+
+
+@dataclass(frozen=True)
+class ModeModel:
+    """Everything the model says of one mode (per worker where caps count)."""
+
+    formula: str  # the makespan of a burst of N, as docs/model.md and the sender's summary print it
+    formula_per_worker: str  # the same with W workers, each n = ⌈N/W⌉ or ⌊N/W⌋ (the even spread)
+    completion_times: Callable[[int, float, Caps], list[float]]  # one worker's burst of n, delay D: t_1..t_n
+    blocking_calls: int  # upstream calls per request with a client that blocks the event loop
+    upstream_calls: int  # upstream calls per request, in all
+    concurrency: Callable[[int, Caps], int]  # the most calls upstream works on at once in a burst of n
+    capacity_formula: str  # μ, answers per second it sustains, as text (models/steady.py: capacity())
+    capacity: Callable[[float, Caps], float]  # μ of one worker at D > 0
+    latency_below_capacity: Mapping[Arrivals, str]  # the latency below capacity, by arrivals, in docs/model.md's words
+    shape: Shape  # how the simulator runs one of its requests
+    pool: Callable[[Caps], int] = lambda caps: caps.threads  # the threads of a "thread" shape
 
 
 def _waves(k: int, cap: int) -> int:
@@ -89,20 +92,13 @@ def _waves(k: int, cap: int) -> int:
     return 1 if cap <= 0 else math.ceil(k / cap)
 
 
-def _sync(n: int, d: float, caps: Caps) -> list[float]:
-    return [k * d for k in range(1, n + 1)]
+def _capped(n: int, cap: int) -> int:
+    return n if cap <= 0 else min(n, cap)
 
 
-def _async(n: int, d: float, caps: Caps) -> list[float]:
-    return [_waves(k, caps.pool_limit) * d for k in range(1, n + 1)]
-
-
-def _threaded(n: int, d: float, caps: Caps) -> list[float]:
-    return [_waves(k, caps.threads) * d for k in range(1, n + 1)]
-
-
-def _def(n: int, d: float, caps: Caps) -> list[float]:
-    return [_waves(k, caps.tokens) * d for k in range(1, n + 1)]
+def _in_waves(cap: Callable[[Caps], int]) -> Callable[[int, float, Caps], list[float]]:
+    """A burst whose calls go at most cap(caps) at once, each wave D after the last."""
+    return lambda n, d, caps: [_waves(k, cap(caps)) * d for k in range(1, n + 1)]
 
 
 def _mixed(n: int, d: float, caps: Caps) -> list[float]:
@@ -114,13 +110,56 @@ def _mixed(n: int, d: float, caps: Caps) -> list[float]:
     return done
 
 
-_MODELS: dict[Mode, Callable[[int, float, Caps], list[float]]] = {
-    "sync": _sync,
-    "async": _async,
-    "mixed": _mixed,
-    "threaded": _threaded,
-    "def": _def,
+def _mixed_capacity(d: float, caps: Caps) -> float:
+    limit = caps.pool_limit
+    return 1 / d if limit <= 0 else limit / ((limit + 1) * d)
+
+
+def _pool_latency(c: str) -> dict[Arrivals, str]:
+    return {"constant": "D", "poisson": f"D + M/D/{c} wait (mean < 0.01·D for {c} ≥ 40, ρ ≤ 0.8)"}
+
+
+MODES_: dict[Mode, ModeModel] = {
+    "sync": ModeModel(
+        formula="N·D", formula_per_worker="⌈N/W⌉·D",
+        completion_times=lambda n, d, caps: [k * d for k in range(1, n + 1)],
+        blocking_calls=1, upstream_calls=1, concurrency=lambda n, caps: 1,
+        capacity_formula="1/D", capacity=lambda d, caps: 1 / d,
+        latency_below_capacity={"constant": "D", "poisson": "D + M/D/1 wait (mean ρD/(2(1−ρ)))"},
+        shape="block"),
+    "async": ModeModel(
+        formula="⌈N/L⌉·D", formula_per_worker="⌈⌈N/W⌉/L⌉·D",
+        completion_times=_in_waves(lambda caps: caps.pool_limit),
+        blocking_calls=0, upstream_calls=1, concurrency=lambda n, caps: _capped(n, caps.pool_limit),
+        capacity_formula="L/D (∞ if L=0)",
+        capacity=lambda d, caps: math.inf if caps.pool_limit <= 0 else caps.pool_limit / d,
+        latency_below_capacity=_pool_latency("L"), shape="call"),
+    "mixed": ModeModel(
+        formula="(N+1)·D (2N·D if L=1)", formula_per_worker="(⌈N/W⌉+1)·D", completion_times=_mixed,
+        blocking_calls=1, upstream_calls=2, concurrency=lambda n, caps: _capped(n, caps.pool_limit),
+        capacity_formula="L/((L+1)·D): 1/(2D) if L=1, 1/D if L=0 (up to 1/D if L≥2)", capacity=_mixed_capacity,
+        latency_below_capacity={"constant": "2D if λD ≤ ½, else batches: up to (⌈λD/(1−λD)⌉+1)·D",
+                                "poisson": "≥ 2D, no closed form: simulated"},
+        shape="call, block"),
+    "threaded": ModeModel(
+        formula="⌈N/T⌉·D", formula_per_worker="⌈⌈N/W⌉/T⌉·D", completion_times=_in_waves(lambda caps: caps.threads),
+        blocking_calls=0, upstream_calls=1, concurrency=lambda n, caps: _capped(n, caps.threads),
+        capacity_formula="T/D", capacity=lambda d, caps: caps.threads / d,
+        latency_below_capacity=_pool_latency("T"), shape="thread"),
+    "def": ModeModel(  # threaded, with anyio's K tokens for threads: the endpoint itself goes to the pool
+        formula="⌈N/K⌉·D", formula_per_worker="⌈⌈N/W⌉/K⌉·D", completion_times=_in_waves(lambda caps: caps.tokens),
+        blocking_calls=0, upstream_calls=1, concurrency=lambda n, caps: _capped(n, caps.tokens),
+        capacity_formula="K/D", capacity=lambda d, caps: caps.tokens / d,
+        latency_below_capacity=_pool_latency("K"), shape="thread", pool=lambda caps: caps.tokens),
 }
+MODES: tuple[Mode, ...] = get_args(Mode)  # MODES_ has one record per Mode, in this order (tests/test_model.py)
+
+# Views of the records, by mode, under the names the rest of the lab reads.
+FORMULAS: dict[Mode, str] = {mode: m.formula for mode, m in MODES_.items()}
+FORMULAS_PER_WORKER: dict[Mode, str] = {mode: m.formula_per_worker for mode, m in MODES_.items()}
+CAPACITY_FORMULAS: dict[Mode, str] = {mode: m.capacity_formula for mode, m in MODES_.items()}
+BLOCKING_CALLS: dict[Mode, int] = {mode: m.blocking_calls for mode, m in MODES_.items()}
+UPSTREAM_CALLS: dict[Mode, int] = {mode: m.upstream_calls for mode, m in MODES_.items()}
 
 
 def even_spread(n: int, workers: int) -> list[int]:
@@ -132,7 +171,8 @@ def completion_times_spread(mode: Mode, loads: Sequence[int], delay: float, caps
     """Completion times, earliest first, when worker w gets loads[w] of the burst (each its own loop)."""
     if sum(loads) < 1 or min(loads) < 0:
         raise ValueError(f"a burst has at least one request and no worker a negative share, got {list(loads)}")
-    return sorted(t for load in loads if load for t in _MODELS[mode](load, delay, caps))
+    one = MODES_[mode].completion_times
+    return sorted(t for load in loads if load for t in one(load, delay, caps))
 
 
 def completion_times(mode: Mode, n: int, delay: float, caps: Caps) -> list[float]:
@@ -144,7 +184,7 @@ def completion_times(mode: Mode, n: int, delay: float, caps: Caps) -> list[float
         raise ValueError(f"a burst has at least one request, got n={n}")
     if caps.workers > 1:
         return completion_times_spread(mode, even_spread(n, caps.workers), delay, caps)
-    return _MODELS[mode](n, delay, caps)
+    return MODES_[mode].completion_times(n, delay, caps)
 
 
 def makespan(mode: Mode, n: int, delay: float, caps: Caps) -> float:
@@ -171,14 +211,9 @@ def sync_loads(times: Sequence[float], delay: float) -> list[int]:
     return [sum(count >= w for count in answered) for w in range(1, max(answered) + 1)]
 
 
-# Upstream calls each request makes with a client that blocks the event loop, and in all.
-BLOCKING_CALLS: dict[Mode, int] = {"sync": 1, "async": 0, "mixed": 1, "threaded": 0, "def": 0}
-UPSTREAM_CALLS: dict[Mode, int] = {"sync": 1, "async": 1, "mixed": 2, "threaded": 1, "def": 1}
-
-
 def blocked_seconds(mode: Mode, n: int, delay: float) -> float:
     """How long a burst holds the receiver's event loop: every blocking call, one after another."""
-    return BLOCKING_CALLS[mode] * n * delay
+    return MODES_[mode].blocking_calls * n * delay
 
 
 def upstream_concurrency(mode: Mode, n: int, caps: Caps) -> int:
@@ -188,287 +223,12 @@ def upstream_concurrency(mode: Mode, n: int, caps: Caps) -> int:
     the connector limit (in mixed, a later wave's call overlaps one blocking call, which
     never exceeds L for L >= 2). threaded: up to the number of threads; def: of tokens.
     """
-    def capped(cap: int) -> int:
-        return n if cap <= 0 else min(n, cap)
-
-    per_mode: dict[Mode, int] = {
-        "sync": 1,
-        "async": capped(caps.pool_limit),
-        "mixed": capped(caps.pool_limit),
-        "threaded": capped(caps.threads),
-        "def": capped(caps.tokens),
-    }
-    return per_mode[mode]
-
-
-# ---------------------------------------------------------------------------------------
-# Steady state: an open-loop sender offers λ requests/s (lab.arrivals) for a duration,
-# with at most M of them unanswered at once (max_in_flight); μ is the mode's capacity.
-# capacity() derives μ, steady_state() says what the latency is below and above it.
-# ---------------------------------------------------------------------------------------
-
-CAPACITY_FORMULAS: dict[Mode, str] = {
-    "sync": "1/D",
-    "async": "L/D (∞ if L=0)",
-    "mixed": "L/((L+1)·D): 1/(2D) if L=1, 1/D if L=0 (up to 1/D if L≥2)",
-    "threaded": "T/D",
-    "def": "K/D",
-}
-
-# What the latency is below capacity, by arrivals, in the README's words.
-LATENCY_BELOW_CAPACITY: dict[Mode, dict[Arrivals, str]] = {
-    "sync": {"constant": "D", "poisson": "D + M/D/1 wait (mean ρD/(2(1−ρ)))"},
-    "async": {"constant": "D", "poisson": "D + M/D/L wait (mean < 0.01·D for L ≥ 40, ρ ≤ 0.8)"},
-    "mixed": {
-        "constant": "2D if λD ≤ ½, else batches: up to (⌈λD/(1−λD)⌉+1)·D",
-        "poisson": "≥ 2D, no closed form: simulated",
-    },
-    "threaded": {"constant": "D", "poisson": "D + M/D/T wait (mean < 0.01·D for T ≥ 40, ρ ≤ 0.8)"},
-    "def": {"constant": "D", "poisson": "D + M/D/K wait (mean < 0.01·D for K ≥ 40, ρ ≤ 0.8)"},
-}
-LATENCY_ABOVE_CAPACITY = (
-    "grows by t·(λ/μ − 1) for a request sent at t; with an in-flight cap M: → M/μ, "
-    "share 1 − μ/λ dropped (after M/(λ−μ) s)"
-)
-
-
-def capacity(mode: Mode, delay: float, caps: Caps) -> float:
-    """Answers per second the mode sustains: μ (math.inf when nothing caps it, or D = 0).
-
-    sync      μ = 1/D   the loop does one request at a time and each holds it D.
-    async     μ = L/D   L connections, each busy D per request and free again the moment
-                        its answer is in (the loop is never busy); L = 0: no limit, ∞.
-    threaded  μ = T/D   T threads, each busy D per request.
-    def       μ = K/D   K anyio tokens, each held D per request.
-    mixed     μ = L/((L+1)·D), guaranteed (1/D for L = 0, 1/(2D) for L = 1), up to 1/D.
-        The loop is held D per request by the requests call, so never more than 1/D. The
-        aiohttp calls run off the loop and can hide behind other requests' blocking
-        calls: in a burst with L ≥ 2 the waiter that request k-L's continuation wakes
-        starts its call right after that continuation's blocking call, overlapping the
-        next one, and t_k = (k+1)·D: 1/D. But a connection is released only when the
-        loop runs the answer's continuation (which is where the blocking call starts),
-        and the waiter it wakes queues behind every continuation that was ready before
-        it. Under a backlog those are the other L-1 requests holding connections, so the
-        L woken calls start together after L blocking calls, and the loop then idles D
-        waiting for them: L answers per (L+1)·D. L = 1 always works this way: one
-        aiohttp wait, then one blocking call, in a row (2D per request, the burst's
-        2k·D). For L ≥ 2 both patterns are stable, and which one a run settles in
-        depends on its history (the simulator shows both); capacity() returns the one
-        that holds whatever the history. With L = 100 they differ by 1%.
-
-    W workers (caps.workers): W times one worker's, the requests spread evenly.
-
-    D = 0 gives ∞: the model has no per-request CPU cost (parsing, logging, loopback
-    round trips: about a millisecond), which is what bounds every mode in practice.
-    """
-    if delay < 0:
-        raise ValueError(f"delay is at least 0 seconds, got {delay!r}")
-    if delay == 0:
-        return math.inf
-    limit = caps.pool_limit
-    per_mode: dict[Mode, float] = {
-        "sync": 1 / delay,
-        "async": math.inf if limit <= 0 else limit / delay,
-        "mixed": 1 / delay if limit <= 0 else limit / ((limit + 1) * delay),
-        "threaded": caps.threads / delay,
-        "def": caps.tokens / delay,
-    }
-    return per_mode[mode] * caps.workers
-
-
-def base_latency(mode: Mode, delay: float) -> float:
-    """A request's latency when nothing else is in the receiver: its upstream calls, in a row."""
-    return UPSTREAM_CALLS[mode] * delay
-
-
-def constant_latency(mode: Mode, rate: float, delay: float, caps: Caps) -> float:
-    """The longest latency at constant arrivals below capacity, once settled (steady_state())."""
-    if not rate < capacity(mode, delay, caps):
-        raise ValueError(f"{rate} requests/s is not below {mode}'s capacity")
-    if mode != "mixed" or delay == 0:
-        return delay
-    busy = rate * delay  # the loop's utilization
-    batch = max(1, math.ceil(busy / (1 - busy) - 1e-9))
-    return (batch + 1) * delay
-
-
-def _utilization(rate: float, delay: float, servers: int = 1) -> float:
-    busy = rate * delay / servers
-    if not 0 <= busy < 1:
-        raise ValueError(f"a queue needs 0 ≤ λD/c < 1, got {busy!r}")
-    return busy
-
-
-def md1_mean_wait(rate: float, delay: float) -> float:
-    """M/D/1 mean wait before service (Pollaczek–Khinchine): ρD/(2(1-ρ)), ρ = λD."""
-    busy = _utilization(rate, delay)
-    return busy * delay / (2 * (1 - busy))
-
-
-def md1_wait_cdf(t: float, rate: float, delay: float) -> float:
-    """M/D/1 P(W ≤ t) (Erlang, Crommelin): (1-ρ) Σ_{k=0}^{⌊t/D⌋} [λ(kD-t)]^k/k! · e^{-λ(kD-t)}.
-
-    The terms alternate in sign and grow like e^{λt}, so the sum runs in decimal
-    arithmetic with enough digits to survive the cancellation.
-    """
-    busy = _utilization(rate, delay)
-    if t < 0:
-        return 0.0
-    if delay == 0 or rate == 0:
-        return 1.0
-    with localcontext() as context:
-        context.prec = 30 + int(2 * rate * t / math.log(10))
-        lam, when, d = Decimal(rate), Decimal(t), Decimal(delay)
-        total = (lam * when).exp()  # k = 0
-        factorial = Decimal(1)
-        for k in range(1, int(t // delay) + 1):
-            factorial *= k
-            x = lam * (k * d - when)
-            total += x**k / factorial * (-x).exp()
-        value = float((1 - Decimal(busy)) * total)
-    return min(1.0, max(0.0, value))
-
-
-def md1_wait_quantile(q: float, rate: float, delay: float) -> float:
-    """The M/D/1 wait W with P(W ≤ w) = q, by bisection on md1_wait_cdf (0 for q ≤ 1-ρ)."""
-    if not 0 <= q < 1:
-        raise ValueError(f"a quantile is in [0, 1), got {q!r}")
-    busy = _utilization(rate, delay)
-    if q <= 1 - busy or delay == 0:
-        return 0.0
-    low, high = 0.0, delay
-    while md1_wait_cdf(high, rate, delay) < q:
-        low, high = high, 2 * high
-    while high - low > 1e-9 * delay:
-        middle = (low + high) / 2
-        low, high = (middle, high) if md1_wait_cdf(middle, rate, delay) < q else (low, middle)
-    return high
-
-
-def erlang_c(servers: int, load: float) -> float:
-    """P(an arrival waits) in M/M/c with c servers and offered load a = λ/μ_server (< c)."""
-    _utilization(load, 1.0, servers)
-    blocked = 1.0  # Erlang B, by its recursion: stable for any c
-    for k in range(1, servers + 1):
-        blocked = load * blocked / (k + load * blocked)
-    busy = load / servers
-    return blocked / (1 - busy * (1 - blocked))
-
-
-def mdc_mean_wait(rate: float, delay: float, servers: int) -> float:
-    """M/D/c mean wait, Cosmetatos' approximation (exact P-K for c = 1).
-
-    W(M/D/c) ≈ ½·[1 + (1-ρ)(c-1)(√(4+5c) - 2)/(16ρc)] · W(M/M/c), W(M/M/c) = C(c, λD)·D/(c(1-ρ)).
-    """
-    busy = _utilization(rate, delay, servers)
-    if busy == 0:
-        return 0.0
-    mmc = erlang_c(servers, rate * delay) * delay / (servers * (1 - busy))
-    correction = (1 - busy) * (servers - 1) * (math.sqrt(4 + 5 * servers) - 2) / (16 * busy * servers)
-    return 0.5 * (1 + correction) * mmc
-
-
-def overload_wait(rate: float, capacity: float, at: float) -> float:
-    """Without an in-flight cap, how long a request sent at `at` queues: at·(λ/μ - 1), or 0."""
-    return max(0.0, at * (rate / capacity - 1))
-
-
-def overload_dropped_share(rate: float, capacity: float) -> float:
-    """With an in-flight cap, the share of requests dropped once the backlog is at the cap: 1 - μ/λ."""
-    return max(0.0, 1 - capacity / rate)
-
-
-def overload_latency(capacity: float, max_in_flight: int) -> float:
-    """With an in-flight cap M above capacity, every answered request takes about M/μ (Little)."""
-    return max_in_flight / capacity
-
-
-def cap_fill_time(rate: float, capacity: float, max_in_flight: int) -> float:
-    """Seconds until the backlog reaches the cap M: M/(λ-μ) (∞ at or below capacity)."""
-    return max_in_flight / (rate - capacity) if rate > capacity else math.inf
-
-
-@dataclass(frozen=True)
-class SteadyState:
-    """One simulated open-loop run; latencies are of answered requests, from their send time."""
-
-    offered: float  # λ, requests/s asked for
-    achieved: float  # answers with answer time in [0, duration], per second of duration
-    capacity: float  # μ, capacity()
-    dropped_share: float  # of the scheduled requests, dropped by the in-flight cap
-    p50: float
-    p90: float
-    p99: float
-    mean: float
-    regime: str  # what the model says of the latency here, in words (LATENCY_*)
+    return MODES_[mode].concurrency(n, caps)
 
 
 def quantile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank quantile of a sorted, non-empty sequence: the ⌈q·n⌉-th smallest."""
-    return ordered[max(0, math.ceil(q * len(ordered) - 1e-9) - 1)]
+    """Nearest-rank quantile of a sorted, non-empty sequence: the ⌈q·n⌉-th smallest.
 
-
-def steady_state(
-    mode: Mode,
-    rate: float,
-    delay: float,
-    caps: Caps,
-    *,
-    duration: float,
-    arrivals: Arrivals = "constant",
-    max_in_flight: int | None = None,
-    seed: int = 1,
-) -> SteadyState:
-    """Simulate lab.arrivals.schedule(rate, duration, arrivals, seed), the sender's exact sends.
-
-    Every request that is sent is answered in the end (the model has no timeouts); the
-    latencies are of all of them, achieved counts only the answers within the run, as
-    the sender does. `regime` is the matching text of LATENCY_BELOW_CAPACITY or
-    LATENCY_ABOVE_CAPACITY. What the model says (ρ = λ/μ, μ = capacity()):
-
-    Below capacity, constant arrivals. sync, async, threaded, def: D, nothing ever waits.
-    mixed: 2D while λD ≤ 1/2. Above that, a request that arrives during a blocking call
-    is read only after it, behind every continuation that was ready before it; so
-    requests go in batches: read together, the loop idles D while their aiohttp calls
-    run, then runs their blocking calls one after another while the next batch arrives.
-    A batch of k per (k+1)·D keeps up with λ when k ≥ λD/(1-λD), so it settles at
-    k = ⌈λD/(1-λD)⌉ (needs k ≤ L: mixed's capacity) and the latency at up to
-    (k+1)·D: 3D at λD = 0.6, 5D at 0.8, 10D at 0.9 (constant_latency()).
-
-    Below capacity, Poisson arrivals: queueing even below capacity. sync is M/D/1 (one
-    server, service D): latency = D + W, mean W = ρD/(2(1-ρ)) (Pollaczek–Khinchine,
-    md1_mean_wait). It is FIFO, and P(W ≤ t) is Erlang/Crommelin's (md1_wait_cdf,
-    md1_wait_quantile), while every request comes on a connection kept open; a request
-    that needs a new one takes a loop turn more and is overtaken (lab/simulate.py): the
-    same mean, a longer tail, which the simulation gives. async, threaded and def are M/D/c with c = L, T or K: mean W by
-    Cosmetatos'
-    correction of half the M/M/c (Erlang C) wait (mdc_mean_wait): 0.009·D for c = 40 and
-    0.0006·D for c = 100 at ρ = 0.8, 1e-6·D at ρ = 0.5: latency ≈ D, though a run's p99
-    shows some queueing near ρ = 0.8. mixed has no closed form (reads and continuations
-    queue on one loop, in batches): the simulation gives it.
-
-    Above capacity (λ > μ): no steady state. Without a cap the backlog grows by λ-μ per
-    second and a request sent at t waits about t·(λ/μ - 1) (overload_wait) on top of
-    base_latency(). With the sender's cap M the backlog stops at M after M/(λ-μ) seconds
-    (cap_fill_time); from then on a share 1 - μ/λ is dropped (overload_dropped_share)
-    and the answered requests take M/μ (Little's law: M in flight, μ answers per second;
-    overload_latency). A run shorter than the fill time only shows the uncapped growth.
+    The rule every measured and modelled percentile of the lab is read with.
     """
-    if caps.workers != 1:
-        raise ValueError("the steady-state simulation models one worker (caps.workers = 1)")
-    sends = schedules.schedule(rate, duration, arrivals, seed)
-    latencies = simulate(mode, sends, delay, caps, max_in_flight)
-    answered = sorted(x for x in latencies if x is not None)
-    in_time = sum(1 for send, x in zip(sends, latencies) if x is not None and send + x <= duration)
-    mu = capacity(mode, delay, caps)
-    return SteadyState(
-        offered=rate,
-        achieved=in_time / duration,
-        capacity=mu,
-        dropped_share=(len(sends) - len(answered)) / len(sends),
-        p50=quantile(answered, 0.5),
-        p90=quantile(answered, 0.9),
-        p99=quantile(answered, 0.99),
-        mean=math.fsum(answered) / len(answered),
-        regime=LATENCY_BELOW_CAPACITY[mode][arrivals] if rate < mu else LATENCY_ABOVE_CAPACITY,
-    )
+    return ordered[max(0, math.ceil(q * len(ordered) - 1e-9) - 1)]

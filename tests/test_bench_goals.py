@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from bench import goals
+from bench.results import Goal, Results
 
 
 def results(makespan_ratio: float = 1.02, sender_rounds: tuple[float, ...] = (16000, 15000, 17000)) -> dict:
     bursts = [{"label": m, "mode": m, "n": n, "delay": 1.0, "caps": {"pool_limit": 100, "threads": 40}, "warm": False,
-               "makespan": n * makespan_ratio if m == "sync" else 1.0 * makespan_ratio, "model": n if m == "sync" else 1.0,
-               "reason": None} for m in ("sync", "async") for n in (1, 2, 10, 100)]
+               "makespan": n * makespan_ratio if m == "sync" else 1.0 * makespan_ratio,
+               "model": n if m == "sync" else 1.0, "reason": None} for m in ("sync", "async") for n in (1, 2, 10, 100)]
     bursts.append({"label": "async L=0", "mode": "async", "n": 1000, "delay": 1.0, "warm": True,
                    "caps": {"pool_limit": 0, "threads": 40}, "makespan": 1.4, "model": 1.0, "reason": None})
     rates = [{"mode": "sync", "fraction": f, "capacity": 1.0, "window_rate": min(f, 1.0) * 0.97, "arrivals": "poisson",
               "p50": 1.1, "model": {"p50": 1.0}} for f in (0.5, 0.8, 2.0)]
-    throughput = {name: {"rps": rps, "rounds": [rps] * 3} for name, rps in
-                  {"receiver": 3800, "receiver, metrics off": 3850, "FastAPI proxy": 3600, "aiohttp.web proxy": 7500}.items()}
+    servers = {"receiver": 3800, "receiver, metrics off": 3850, "FastAPI proxy": 3600, "aiohttp.web proxy": 7500}
+    throughput = {name: {"rps": rps, "rounds": [{"rps": rps}] * 3} for name, rps in servers.items()}
     tools = {"sender": {"rps": 16000, "rounds": list(sender_rounds)},
              "Locust FastHttpUser": {"rps": 9000, "rounds": [9000, 10000, 8000]},
              "bare aiohttp loop": {"rps": 17000, "rounds": [17000, 17000, 17000]}}
@@ -22,35 +23,36 @@ def results(makespan_ratio: float = 1.02, sender_rounds: tuple[float, ...] = (16
             "passthrough": {"configs": throughput}, "loadgen": {"results": tools}}
 
 
-def by_name(checked: list[dict]) -> dict[str, dict]:
-    return {g["name"]: g for g in checked}
+def check(results: dict) -> dict[str | None, Goal]:
+    """The goals of results of that shape (read as a saved run is), by name."""
+    return {g.name: g for g in goals.check(Results.from_json(results))}
 
 
 def test_goals_pass_fail_and_not_measured():
-    checked = by_name(goals.check(results()))
-    assert checked["sync: makespan, N = 100"]["passed"] is True
-    assert checked["sync: capacity"]["passed"] is True  # 0.97 of the model
-    assert checked["sync: p50 at 0.8× capacity"]["passed"] is True  # 1.1 of the model, within ±20%
-    assert checked["async: capacity"]["passed"] is None  # no rate run for async: said, not guessed
-    assert checked["async: makespan, N = 1,000, connector limit ≥ N"]["passed"] is True
-    assert "opens the receiver's connection pool" in checked["async: makespan, N = 1,000, connector limit ≥ N"]["detail"]
-    assert checked["receiver (async, zero delay) vs the plain FastAPI proxy"]["passed"] is True
-    assert checked["receiver (async, zero delay) vs the aiohttp.web proxy"]["passed"] is False  # 0.51×
-    assert checked["receiver with metrics vs without"]["passed"] is True  # 0.99×
+    checked = check(results())
+    assert checked["sync: makespan, N = 100"].passed is True
+    assert checked["sync: capacity"].passed is True  # 0.97 of the model
+    assert checked["sync: p50 at 0.8× capacity"].passed is True  # 1.1 of the model, within ±20%
+    assert checked["async: capacity"].passed is None  # no rate run for async: said, not guessed
+    assert checked["async: makespan, N = 1,000, connector limit ≥ N"].passed is True
+    assert "opens the receiver's connection pool" in checked["async: makespan, N = 1,000, connector limit ≥ N"].detail
+    assert checked["receiver (async, zero delay) vs the plain FastAPI proxy"].passed is True
+    assert checked["receiver (async, zero delay) vs the aiohttp.web proxy"].passed is False  # 0.51×
+    assert checked["receiver with metrics vs without"].passed is True  # 0.99×
     assert goals.verdict(list(checked.values()))[1] == 1
 
 
 def test_a_makespan_off_by_more_than_ten_percent_fails():
-    checked = by_name(goals.check(results(makespan_ratio=1.11)))
-    assert checked["sync: makespan, N = 10"]["passed"] is False
-    assert checked["sync: makespan, N = 10"]["value"] == 1.11
+    checked = check(results(makespan_ratio=1.11))
+    assert checked["sync: makespan, N = 10"].passed is False
+    assert checked["sync: makespan, N = 10"].value == 1.11
 
 
 def test_ratios_are_medians_of_same_round_ratios():
     # rounds 16k/9k, 15k/10k, 17k/8k: the median of the ratios (1.78), not 16k/9k of the medians
-    ratio = goals.relative(results()["loadgen"]["results"], "sender", "Locust FastHttpUser")
+    ratio = goals.relative(Results.from_json(results()).loadgen.results, "sender", "Locust FastHttpUser")
     assert abs(ratio - 16000 / 9000) < 1e-9
-    slow = results(sender_rounds=(13000, 14000, 12500))["loadgen"]["results"]
+    slow = Results.from_json(results(sender_rounds=(13000, 14000, 12500))).loadgen.results
     assert abs(goals.relative(slow, "sender", "Locust FastHttpUser") - 13000 / 9000) < 1e-9
 
 
@@ -60,9 +62,9 @@ def test_side_by_side_ratios_decide_the_pass_through_goals_when_measured():
     measured["passthrough"]["paired"] = {
         "receiver vs receiver, metrics off": {"ratio": 0.93, "rounds": [0.92, 0.93, 0.94],
                                               "cpu_us": {"receiver": 215.0, "receiver, metrics off": 200.0}}}
-    checked = by_name(goals.check(measured))
+    checked = check(measured)
     goal = checked["receiver with metrics vs without"]
-    assert goal["passed"] is False and goal["value"] == 0.93
-    assert "215 vs 200 µs" in goal["measured"] and "side by side on one core" in goal["detail"]
+    assert goal.passed is False and goal.value == 0.93
+    assert "215 vs 200 µs" in goal.measured and "side by side on one core" in goal.detail
     # a pair not measured side by side falls back to the separate runs
-    assert checked["receiver (async, zero delay) vs the plain FastAPI proxy"]["passed"] is True
+    assert checked["receiver (async, zero delay) vs the plain FastAPI proxy"].passed is True

@@ -1,22 +1,30 @@
-"""The benchmark's report and charts, from synthetic results: every section, and no crash on gaps."""
+"""The benchmark's report and charts, from synthetic results: every section, and no crash on gaps;
+and the typed results read a saved run back as it was written."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 
 import pytest
 
 from bench.report import markdown, verdict
+from bench.results import Burst, Goal, Rate, Results
 from lab import model
+from tools.processes import ROOT
+
+typed = Results.from_json  # the results as the report reads them: a saved run, read back
 
 D = 1.0
 CAPS = {"pool_limit": 100, "threads": 40}
 SIZES = [1, 2, 4, 10, 40, 100, 400, 1000]
-CAPACITY = {"sync": 1 / D, "async": CAPS["pool_limit"] / D, "mixed": 1 / D, "threaded": CAPS["threads"] / D, "def": 40 / D}
+CAPACITY = {"sync": 1 / D, "async": CAPS["pool_limit"] / D, "mixed": 1 / D, "threaded": CAPS["threads"] / D,
+            "def": 40 / D}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def burst(label: str, mode: str, n: int, caps: dict = CAPS, max_makespan: float = 120.0) -> dict:
+def burst(label: str, mode: model.Mode, n: int, caps: dict = CAPS, max_makespan: float = 120.0) -> dict:
     times = model.completion_times(mode, n, D, model.Caps(**caps))
     entry = {"label": label, "mode": mode, "n": n, "delay": D, "caps": caps, "model": times[-1],
              "model_times": times, "failed": 0}
@@ -51,12 +59,12 @@ def passthrough() -> dict:
             "configs": {label: {"rps": v, "rounds": [{"rps": v * f} for f in (0.97, 1.0, 1.02)],
                                 "p50_ms": 14.0 * 4300 / v, "p99_ms": 30.0 * 4300 / v, "server_cpu": 0.99}
                         for label, v in rps.items()},
-            "paired": {"receiver vs receiver, metrics off": {"a": "receiver", "b": "receiver, metrics off",
-                                                             "ratio": 0.975, "rounds": [0.96, 0.975, 0.99],
-                                                             "cpu_us": {"receiver": 210.0, "receiver, metrics off": 205.0}}}}
+            "paired": {"receiver vs receiver, metrics off": {
+                "a": "receiver", "b": "receiver, metrics off", "ratio": 0.975, "rounds": [0.96, 0.975, 0.99],
+                "cpu_us": {"receiver": 210.0, "receiver, metrics off": 205.0}}}}
 
 
-def workers_row(label: str, mode: str, count: int, spreads: list[list[int]]) -> dict:
+def workers_row(label: str, mode: model.Mode, count: int, spreads: list[list[int]]) -> dict:
     caps = model.Caps(100, 40, count)
     loads = spreads if mode == "sync" else [None] * len(spreads)
     makespans = [model.makespan_spread(mode, x or [4], D, caps) + 0.01 for x in loads]
@@ -65,8 +73,8 @@ def workers_row(label: str, mode: str, count: int, spreads: list[list[int]]) -> 
             "sizes": {"4": {"model": model.makespan(mode, 4, D, caps), "makespans": makespans,
                             "median": sorted(makespans)[len(makespans) // 2], "loads": loads,
                             "even_share": sum(x == even for x in loads) / len(loads) if mode == "sync" else None}},
-            "memory": {"main_mb": 60.0, "workers_mb": [55.0] * count if count > 1 else [], "total_mb": 60 + 55.0 * (count > 1) * count,
-                       "pss_total_mb": 58 + 40.0 * (count > 1) * count}}
+            "memory": {"main_mb": 60.0, "workers_mb": [55.0] * count if count > 1 else [],
+                       "total_mb": 60 + 55.0 * (count > 1) * count, "pss_total_mb": 58 + 40.0 * (count > 1) * count}}
 
 
 def goal(group: str, name: str, passed: bool | None, value: float | None = 1.0) -> dict:
@@ -77,8 +85,9 @@ def goal(group: str, name: str, passed: bool | None, value: float | None = 1.0) 
 
 @pytest.fixture
 def full() -> dict:
-    labels = [("sync", "sync", CAPS), ("async", "async", CAPS), ("mixed", "mixed", CAPS),
-              ("threaded", "threaded", CAPS), ("async L=0", "async", {"pool_limit": 0, "threads": 40})]
+    labels: list[tuple[str, model.Mode, dict]] = [
+        ("sync", "sync", CAPS), ("async", "async", CAPS), ("mixed", "mixed", CAPS), ("threaded", "threaded", CAPS),
+        ("async L=0", "async", {"pool_limit": 0, "threads": 40})]
     return {
         "version": 1, "profile": "full", "started": "2026-11-25T03:00:00+00:00", "seconds": 1234.5,
         "machine": {"cpus": 2, "cpu_model": "AMD EPYC 7B13", "python": "3.11.7", "platform": "Linux-6.1-x86_64",
@@ -131,7 +140,7 @@ def sections(text: str) -> dict[str, str]:
 
 
 def test_markdown_has_every_section_and_the_verdict(full):
-    text = markdown(full)
+    text = markdown(typed(full))
     assert text.startswith("# ") and "full profile, 2026-11-25 03:00 UTC" in text.splitlines()[0]
     assert "**How this was measured.**" in text
     assert "2 cores (AMD EPYC 7B13)" in text and "aiohttp 3.14.5" in text
@@ -152,7 +161,8 @@ def test_markdown_has_every_section_and_the_verdict(full):
     assert "| 200 (2.00×) | 98.0 / 100 |" in rates and "50.0% / 50.0%" in rates
     workers = body["Workers: sync under gunicorn"]
     assert "| sync, 1 worker (uvicorn) | 4 | 4.01 (4.01–4.01) | 4.00 | 4, 4 | 100% | 60 | 58 |" in workers
-    assert "| sync, 4 workers | 4 | 2.01 (1.01–2.01) | 1.00 | 2+1+1, 1+1+1+1 | 50% | 55 / 55 / 55 / 55 | 218 |" in workers
+    assert ("| sync, 4 workers | 4 | 2.01 (1.01–2.01) | 1.00 | 2+1+1, 1+1+1+1 | 50% | 55 / 55 / 55 / 55 | 218 |"
+            in workers)
     assert "| async, 1 worker (uvicorn) | 4 | 1.01 (1.01–1.01) | 1.00 | — | — | 60 | 58 |" in workers
     assert "| receiver | 4,300 | 0.84× | 0.44× | 14.0 | 30.0 | 99% |" in body["Pass-through at zero delay"]
     assert "| receiver vs receiver, metrics off | 0.97× | 0.96×–0.99× |" in body["Pass-through at zero delay"]
@@ -167,7 +177,7 @@ def test_markdown_has_every_section_and_the_verdict(full):
 
 
 def test_markdown_embeds_the_charts_it_is_given(full):
-    text = markdown(full, ["makespan.png", "charts/rate.png"])
+    text = markdown(typed(full), ["makespan.png", "charts/rate.png"])
     assert "![makespan vs N, measured and model](makespan.png)" in text
     assert "(charts/rate.png)" in text and "latency.png" not in text
 
@@ -175,15 +185,15 @@ def test_markdown_embeds_the_charts_it_is_given(full):
 def test_verdicts(full):
     for g in full["goals"]:
         g["passed"] = True
-    assert verdict(full) == "every goal PASS (5 of 5)"
-    assert "**Verdict: every goal PASS (5 of 5).**" in markdown(full)
+    assert verdict(typed(full)) == "every goal PASS (5 of 5)"
+    assert "**Verdict: every goal PASS (5 of 5).**" in markdown(typed(full))
     full["goals"][0]["passed"] = None
-    assert verdict(full) == "every measured goal PASS (4 of 5); 1 not measured: sync makespan N=10"
-    assert verdict({"goals": []}) == "no goals were evaluated"
+    assert verdict(typed(full)) == "every measured goal PASS (4 of 5); 1 not measured: sync makespan N=10"
+    assert verdict(typed({"goals": []})) == "no goals were evaluated"
 
 
 def test_a_quick_run_with_gaps_reports_what_was_not_measured(quick):
-    text = markdown(quick)
+    text = markdown(typed(quick))
     assert "quick profile" in text and "not pinned" in text
     body = sections(text)
     assert list(body) == list(SECTIONS)
@@ -191,14 +201,14 @@ def test_a_quick_run_with_gaps_reports_what_was_not_measured(quick):
         assert body[name].strip() == "not measured in this run.", name
     assert "| 2 | 2.01 / — |" in body["Bursts: makespan vs N"]  # the model's value is null
     assert "| 1000 | — / 1,000¹ |" in body["Bursts: makespan vs N"]
-    assert verdict(quick) == "no goal measured (1 not measured: sync makespan N=2)"
+    assert verdict(typed(quick)) == "no goal measured (1 not measured: sync makespan N=2)"
 
 
 @pytest.mark.parametrize("results", [{}, {"version": 1}, None,
                                      {"bursts": None, "rates": None, "goals": None, "machine": None, "knobs": None,
                                       "passthrough": {"configs": None}, "loadgen": {"results": {}}}])
 def test_an_empty_result_still_reports(results):
-    body = sections(markdown(results))
+    body = sections(markdown(typed(results)))
     assert list(body) == list(SECTIONS)
     assert all(part.strip() == "not measured in this run." for part in body.values())
 
@@ -215,7 +225,7 @@ def test_null_numbers_everywhere_do_not_crash(full):
     broken["loadgen"]["results"]["sender"] = {"rps": float("nan")}
     broken["machine"]["packages"] = None
     broken["goals"][0] = {"passed": True}
-    body = sections(markdown(broken))
+    body = sections(markdown(typed(broken)))
     assert "| — / — | — / — | — / — | — / — |" in body["Steady rate"]
     assert "| 10 | —¹ | —¹ | —¹ | —¹ | —¹ |" in body["Bursts: makespan vs N"]
     assert "¹ no makespan recorded (sync N=1, async N=1, mixed N=1, threaded N=1, async L=0 N=1, sync N=2 " \
@@ -227,18 +237,18 @@ def test_goal_table_colors_the_results(full):
     pytest.importorskip("rich", reason="rich comes with requirements-bench.txt")
     from rich.console import Console
 
-    from bench.report import console_summary, goal_table
+    from bench.console import console_summary, goal_table
 
-    table = goal_table(full)
+    table = goal_table(typed(full))
     results = {str(cell): cell.style for cell in table.columns[-1]._cells}
     assert results == {"PASS": "bold green", "FAIL": "bold red", "not measured": "dim"}
     console = Console(record=True, width=160, color_system=None)
-    for renderable in console_summary(full):
+    for renderable in console_summary(typed(full)):
         console.print(renderable)
     shown = console.export_text()
     assert "2 of 5 goals FAIL" in shown and "10.07 / 10.00" in shown
     empty = Console(record=True, width=160, color_system=None)
-    for renderable in console_summary({}):
+    for renderable in console_summary(typed({})):
         empty.print(renderable)
     assert "bursts: not measured in this run" in empty.export_text()
 
@@ -248,15 +258,39 @@ def test_charts_are_png_files_and_only_those_with_data(full, quick, tmp_path):
     from bench.charts import write_charts
 
     names = ["makespan.png", "rate.png", "latency.png", "passthrough.png", "loadgen.png"]
-    written = write_charts(full, tmp_path / "full")
+    written = write_charts(typed(full), tmp_path / "full")
     assert [p.name for p in written] == names
     for path in written:
         data = path.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 10_000, (path.name, len(data))
 
-    again = write_charts(quick, tmp_path / "quick")
+    again = write_charts(typed(quick), tmp_path / "quick")
     assert [p.name for p in again] == ["makespan.png"]
     assert sorted(p.name for p in (tmp_path / "quick").iterdir()) == ["makespan.png"]
-    assert write_charts(quick, tmp_path / "quick-again")[0].read_bytes() == again[0].read_bytes()  # deterministic
+    again_and_again = write_charts(typed(quick), tmp_path / "quick-again")
+    assert again_and_again[0].read_bytes() == again[0].read_bytes()  # deterministic
 
-    assert write_charts({"bursts": [], "rates": None}, tmp_path / "none") == []
+    assert write_charts(typed({"bursts": [], "rates": None}), tmp_path / "none") == []
+
+
+def test_the_committed_results_read_back_typed_and_write_back_as_they_were():
+    path = ROOT / "docs/performance/results.json"
+    text = path.read_text()
+    results = Results.from_json(json.loads(text))
+    assert json.dumps(results.to_json(), indent=1) + "\n" == text  # how python -m bench writes it: every key, in order
+    assert all(isinstance(b, Burst) for b in results.bursts) and all(isinstance(r, Rate) for r in results.rates)
+    assert results.passthrough.configs["receiver"].rounds[0].rps > 0 and results.loadgen.results["sender"].rps > 0
+    assert all(isinstance(g, Goal) for g in results.goals) and len(results.goals) == len(json.loads(text)["goals"])
+    assert Results.from_json(results.to_json()) == results
+
+
+def test_what_does_not_fit_is_read_as_missing():
+    results = Results.from_json({"bursts": [{"n": "4", "makespan": float("nan"), "label": 3, "caps": []}, "x"],
+                                 "rates": None, "machine": {"packages": {"aiohttp": None}}, "knobs": 7,
+                                 "passthrough": {"configs": {"a": {"rps": True, "rounds": [1.0, {"rps": 2}]}}}})
+    (burst,) = results.bursts
+    assert (burst.n, burst.makespan, burst.label, burst.caps) == (None, None, None, None)
+    assert results.rates == [] and results.machine.packages == {"aiohttp": None} and results.knobs.modes == []
+    server = results.passthrough.configs["a"]
+    assert server.rps is None and [r.rps for r in server.rounds] == [2]
+    assert results.loadgen is None and dataclasses.asdict(results)["loadgen"] is None

@@ -1,17 +1,48 @@
 """The model: closed forms, that every mode has both a model and a handler, and that the
-simulator reproduces every burst."""
+simulator reproduces every burst; and that the model's tooling stays out of the images."""
 
+import ast
 import random
+import typing
 
 import pytest
 
 from lab import model
+from models import steady
+from models.simulate import simulate
 from receiver.modes import HANDLERS
+from tools.processes import ROOT
 
 
 def test_every_mode_has_a_handler_a_model_and_a_formula():
     assert set(HANDLERS) == set(model.MODES) == set(model.FORMULAS)
     assert set(model.BLOCKING_CALLS) == set(model.UPSTREAM_CALLS) == set(model.MODES)
+
+
+def test_a_mode_is_one_record_and_the_tables_are_its_views():
+    assert tuple(model.MODES_) == model.MODES == typing.get_args(model.Mode)  # one record per mode, in order
+    for mode, record in model.MODES_.items():
+        assert (model.FORMULAS[mode], model.FORMULAS_PER_WORKER[mode], model.CAPACITY_FORMULAS[mode]) == (
+            record.formula, record.formula_per_worker, record.capacity_formula)
+        assert model.BLOCKING_CALLS[mode] == record.blocking_calls
+        assert model.UPSTREAM_CALLS[mode] == record.upstream_calls
+        assert steady.LATENCY_BELOW_CAPACITY[mode] == dict(record.latency_below_capacity)
+        assert record.shape in typing.get_args(model.Shape)
+
+
+def test_the_images_hold_no_model_tooling():
+    # What .dockerignore lets into the images' build context: its "!" lines (lab/, the services).
+    kept = {line[1:].strip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")}
+    ours = {path.parent.name for path in ROOT.glob("*/__init__.py")}  # the repository's top-level packages
+    assert {"lab", "upstream", "receiver", "sender"} <= kept and not {"models", "bench", "tools", "tests"} & kept
+    assert not (ROOT / "lab/simulate.py").exists() and (ROOT / "models/simulate.py").exists()
+    # No module of the images' code imports a package of ours that is not in the images.
+    for path in sorted(p for name in kept & ours for p in (ROOT / name).rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+                     and not node.level}
+        assert not {name.split(".")[0] for name in imported} & (ours - kept), path.relative_to(ROOT)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +90,7 @@ def test_an_empty_burst_is_an_error():
         model.makespan("sync", 0, 1.0, model.Caps(1, 1))
 
 
-# The simulator (lab/simulate.py) follows the rules the burst model states; for a burst it
+# The simulator (models/simulate.py) follows the rules the burst model states; for a burst it
 # must give the burst model's numbers, for every mode and cap.
 BURST_CASES = [
     ("sync", model.Caps(100, 40)),
@@ -78,7 +109,7 @@ BURST_CASES = [
 @pytest.mark.parametrize("mode, caps", BURST_CASES)
 @pytest.mark.parametrize("n, delay", [(1, 1.0), (4, 1.0), (4, 2.5), (9, 0.1)])
 def test_the_simulation_of_a_burst_is_the_burst_model(mode, caps, n, delay):
-    simulated = model.simulate(mode, [0.0] * n, delay, caps)
+    simulated = simulate(mode, [0.0] * n, delay, caps)
     assert simulated == pytest.approx(model.completion_times(mode, n, delay, caps), abs=1e-9)
 
 
@@ -89,7 +120,7 @@ def test_the_simulation_of_random_bursts_is_the_burst_model():
         delay = rng.choice([1.0, 0.37, 2.5, 0.1, 7.3, rng.uniform(0.01, 10)])
         caps = model.Caps(limit, threads, tokens=rng.randint(1, 10))
         for mode in model.MODES:
-            simulated = sorted(model.simulate(mode, [3.0] * n, delay, caps))
+            simulated = sorted(simulate(mode, [3.0] * n, delay, caps))
             expected = [3.0 + t for t in model.completion_times(mode, n, delay, caps)]
             assert [3.0 + x for x in simulated] == pytest.approx(expected, abs=1e-9), (mode, n, caps, delay)
 
@@ -97,7 +128,7 @@ def test_the_simulation_of_random_bursts_is_the_burst_model():
 def test_a_burst_is_answered_in_request_order():
     # The model's t_k is "the k-th answer"; in the simulation that is also request k.
     for mode, caps in BURST_CASES:
-        simulated = model.simulate(mode, [0.0] * 6, 1.0, caps)
+        simulated = simulate(mode, [0.0] * 6, 1.0, caps)
         assert simulated == sorted(simulated)
 
 
@@ -137,9 +168,10 @@ def test_the_spread_is_read_back_from_sync_completion_times(loads):
 
 def test_capacity_grows_with_workers_and_the_simulation_models_one():
     one, four = model.Caps(100, 40), model.Caps(100, 40, workers=4)
-    assert [model.capacity(m, 1.0, four) for m in model.MODES] == [4 * model.capacity(m, 1.0, one) for m in model.MODES]
+    assert [steady.capacity(m, 1.0, four) for m in model.MODES] == [4 * steady.capacity(m, 1.0, one)
+                                                                    for m in model.MODES]
     assert model.Caps.from_info({"pool_limit": 100, "threads": 40, "workers": 4}) == four
     assert model.Caps.from_info({"pool_limit": 100, "threads": 40, "threadpool_tokens": 7}).tokens == 7
     assert model.Caps.from_info({"pool_limit": 100, "threads": 40}) == one  # a receiver from before workers
     with pytest.raises(ValueError, match="one worker"):
-        model.steady_state("sync", 0.5, 1.0, four, duration=10)
+        steady.steady_state("sync", 0.5, 1.0, four, duration=10)

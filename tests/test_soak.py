@@ -13,7 +13,8 @@ def samples(rss_end: float = 70.0, failed: float = 0.0, series_end: int = 138) -
         late = t >= 1770
         out.append({"t": float(t), "rss_mb": {"receiver": rss_end if late else 68.0 + (i > 10) * 1.0, "upstream": 60.0},
                     "series": {"receiver": series_end if late else 138, "upstream": 90},
-                    "sender": {"sent": 50.0 * t, "ok": 50.0 * t - (failed if late else 0.0), "failed": failed if late else 0.0}})
+                    "sender": {"sent": 50.0 * t, "ok": 50.0 * t - (failed if late else 0.0),
+                               "failed": failed if late else 0.0}})
     return out
 
 

@@ -3,8 +3,7 @@
 aiohttp.web answering every GET (any path, so the sender's /tasks/taskK?delay=... too) with
 the seed's body at once: no upstream, no metrics, no logs. It runs on uvloop: it must outrun
 every load generator it measures, or the fastest two stop at its ceiling and their ratio says
-nothing (seen on asyncio's loop on a slow day: the sender and the bare aiohttp loop both near
-13-14k req/s).
+nothing (on asyncio's loop they can: docs/performance.md, "Goals").
 """
 
 import os
