@@ -7,7 +7,8 @@ from pathlib import Path
 
 from tools.processes import ROOT
 
-PIN = re.compile(r"^([A-Za-z0-9_.-]+)(\[[a-z,]+\])?==([\w.+-]+)$")
+# name==version, the version as PEP 440 writes it (an epoch too: grafana-foundation-sdk==1769699520!11.4.0)
+PIN = re.compile(r"^([A-Za-z0-9_.-]+)(\[[a-z,]+\])?==([\w.+!-]+)$")
 
 
 def pins(path: Path) -> dict[str, str]:

@@ -1,0 +1,153 @@
+"""The README and the pages under docs/: a short front door, links that work, no history.
+
+The README says what the lab shows, how to run and test it, and links to one page per subject
+under docs/; these tests hold it to that, check every relative link and every #anchor of
+README.md and docs/*.md (GitHub's slugs), and that docs/configuration.md names every setting.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from lab import model
+from receiver.modes import HANDLERS
+from receiver.settings import Settings as ReceiverSettings
+from sender.settings import Settings as SenderSettings
+from tests.compose import dotenv
+from tools.processes import ROOT
+from upstream.settings import Settings as UpstreamSettings
+
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = ["experiments", "model", "performance", "reliability", "configuration", "metrics", "development", "seed"]
+DOCUMENTS = [README, *sorted(DOCS.glob("*.md"))]
+MAX_README_LINES = 250
+DASHBOARD_PICTURE = "![The dashboard, drawn from its own queries](docs/dashboard.png)"
+HISTORY = re.compile(r"used to |before this work|as shipped before|at the start of this", re.IGNORECASE)
+
+FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
+INLINE_CODE = re.compile(r"`[^`\n]*`")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
+
+
+def prose(text: str) -> str:
+    """The text without fenced code blocks (transcripts, diagrams): what a reader sees as prose."""
+    return FENCE.sub("", text)
+
+
+def links(text: str) -> list[str]:
+    """Every link target of the prose, images included, inline code taken out first."""
+    return LINK.findall(INLINE_CODE.sub("", prose(text)))
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: its text lowercased, punctuation but - and _ dropped, spaces to -."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link's text, not its target
+    text = re.sub(r"[^\w\- ]", "", text.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a markdown file's headings (a repeated one gets -1, -2, ...)."""
+    seen: dict[str, int] = {}
+    found = set()
+    for heading in HEADING.findall(prose(path.read_text())):
+        base = slug(heading)
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
+    return found
+
+
+def name(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def test_slugs_follow_githubs_rule():
+    assert slug("A tour: sync → async → mixed → threaded → def → all five") == \
+        "a-tour-sync--async--mixed--threaded--def--all-five"
+    assert slug("3. `mixed`: one aiohttp call, then one requests call (the seed's unwritten section)") == \
+        "3-mixed-one-aiohttp-call-then-one-requests-call-the-seeds-unwritten-section"
+    assert slug("`sync` — model capacity 1.00 req/s, at most 10 in flight") == \
+        "sync--model-capacity-100-reqs-at-most-10-in-flight"
+    assert slug("Re-measure: make bench") == "re-measure-make-bench"
+    assert slug("snake_case [and a link](x.md)") == "snake_case-and-a-link"
+
+
+def test_readme_is_a_short_front_door():
+    text = README.read_text()
+    lines = text.splitlines()
+    assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines, more than {MAX_README_LINES}"
+    diagram = re.search(r"^```mermaid\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    assert diagram, "README.md has no ```mermaid block"
+    for part in ("sender", "receiver", "upstream", "Prometheus", "Grafana"):
+        assert part in diagram.group(1), f"the architecture diagram leaves out {part}"
+    assert DASHBOARD_PICTURE in text
+    assert any("make test" in line for line in lines), "README.md shows no test command"
+    assert "docker compose up -d --wait" in text
+    for url in ("http://127.0.0.1:3000", "http://127.0.0.1:9090", "http://127.0.0.1:8000/docs", "http://127.0.0.1:8001"):
+        assert url in text, url
+    assert any(target.startswith("docs/performance/") and target.endswith(".png") for target in links(text)), \
+        "README.md shows no chart from docs/performance/"
+
+
+def test_readme_keeps_the_tour_and_the_offline_section_in_order():
+    text = README.read_text()
+    tour = text.index("### A tour: sync → async → mixed → threaded → def → all five")
+    offline = text.index("### Without a registry: offline images")
+    assert tour < offline, "the offline section follows the tour"
+    between = text[tour:offline].splitlines()[1:]
+    assert not [line for line in between if line.startswith("#")], "nothing comes between the tour and the offline section"
+
+
+def test_readme_links_to_every_docs_page():
+    targets = {target.split("#")[0] for target in links(README.read_text())}
+    missing = [page for page in PAGES if f"docs/{page}.md" not in targets]
+    assert not missing, f"README.md does not link to: {missing}"
+    for page in PAGES:
+        assert (DOCS / f"{page}.md").exists(), page
+
+
+def test_readme_shows_every_mode_with_its_code_and_formulas():
+    text = README.read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z]+)` \|.*$", text, re.MULTILINE)}
+    for mode in model.MODES:
+        row = rows.get(mode)
+        assert row, f"the README's mode table has no row for {mode}"
+        assert f"receiver/modes.py:{HANDLERS[mode].__name__}" in row, mode
+        assert model.FORMULAS[mode] in row, f"{mode}: makespan {model.FORMULAS[mode]} not in the table"
+        assert model.CAPACITY_FORMULAS[mode] in row, f"{mode}: capacity {model.CAPACITY_FORMULAS[mode]} not in the table"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=name)
+def test_every_relative_link_resolves(document: Path):
+    broken = []
+    for target in links(document.read_text()):
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target):  # https:, mailto:: not in the repository
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (document.parent / path).resolve() if path else document
+        if not resolved.is_relative_to(ROOT) or not resolved.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+            broken.append(f"{target}: {name(resolved)} has no heading #{anchor}")
+    assert not broken, f"{name(document)}: broken links: {broken}"
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=name)
+def test_no_history_in_the_docs(document: Path):
+    # The docs say what is true now; git keeps how it got there.
+    found = [line.strip() for line in document.read_text().splitlines() if HISTORY.search(line)]
+    assert not found, f"{name(document)} tells history: {found}"
+
+
+def test_configuration_names_every_setting_and_every_env_key():
+    text = (DOCS / "configuration.md").read_text()
+    fields = {field.upper() for settings in (UpstreamSettings, ReceiverSettings, SenderSettings)
+              for field in settings.model_fields}
+    missing = sorted(knob for knob in fields | set(dotenv()) if f"`{knob}`" not in text)
+    assert not missing, f"docs/configuration.md does not name: {missing}"
