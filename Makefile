@@ -15,9 +15,10 @@ TOKENS ?= 40
 
 REQUIREMENTS := requirements-dev.txt constraints.txt upstream/requirements.txt receiver/requirements.txt sender/requirements.txt
 
-.PHONY: help venv bench-venv test tour bench bench-quick soak demo upstream receiver sender constraints clean snapshot
+.PHONY: help venv bench-venv check test tour bench bench-quick soak demo upstream receiver sender constraints clean snapshot
 
 help:
+	@echo "make check                 the fast lane (<1 min): ruff, mypy, lint-imports, the tests that start no process"
 	@echo "make test                  run every test but the tour (creates .venv first)"
 	@echo "make tour                  the README's tour in the compose lab, every panel checked (~6 min; Docker)"
 	@echo "make demo MODE=sync        the seed's experiment on loopback: MODE=sync|async|mixed|threaded|def"
@@ -44,6 +45,13 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	touch $@
 
 bench-venv: $(VENV)/.bench-installed
+
+# make check: lint, types and layers (pyproject.toml), then every test that starts no process and needs no Docker.
+check: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-logo
+	$(PY) -m pytest -m "not process and not compose and not tour" $(PYTEST_ARGS)
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -m "not tour" $(PYTEST_ARGS)

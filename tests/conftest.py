@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tools.processes import ROOT, Service, free_port, get, wait_ok
 
+pytest_plugins = ["tests.markers"]  # marks process and compose tests (make check leaves them out)
 T = TypeVar("T")
 
 # Set by .ci/run: a check that cannot run here (a missing tool) fails instead of skipping.

@@ -63,7 +63,7 @@ def wait_ok(url: str, process: subprocess.Popen, log_path: Path, timeout: float 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with {process.returncode}:\n{log_path.read_text()}")
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}:\n{log_path.read_text()}")
         try:
             if get(url, timeout=1.0)[0] == 200:
                 return
@@ -97,9 +97,16 @@ class Service:
     log_path: Path
     port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
     cpus: set[int] | None = None  # pin the process (and every thread it starts) to these cores
     wrapper: Sequence[str] = ()  # a command the process runs under (valgrind, say)
+    _popen: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    @property
+    def process(self) -> subprocess.Popen:
+        """The child process; RuntimeError before start()."""
+        if self._popen is None:
+            raise RuntimeError(f"{self.module}: start() first")
+        return self._popen
 
     @property
     def url(self) -> str:
@@ -109,7 +116,7 @@ class Service:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def start(self) -> "Service":
+    def start(self) -> Service:
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
@@ -119,14 +126,13 @@ class Service:
             **self.env,
         }
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [*self.wrapper, sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=pinned_to(self.cpus),
+            self._popen = subprocess.Popen(
+                [*self.wrapper, sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log,
+                stderr=subprocess.STDOUT, preexec_fn=pinned_to(self.cpus),
             )
         return self
 
-    def wait_healthy(self, timeout: float = 20.0) -> "Service":
-        assert self.process is not None, "start() first"
+    def wait_healthy(self, timeout: float = 20.0) -> Service:
         wait_ok(f"{self.url}/healthz", self.process, self.log_path, timeout)
         return self
 
@@ -134,7 +140,7 @@ class Service:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
+        if self._popen is None or self._popen.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
         try:

@@ -721,8 +721,15 @@ def stat_cell(ax: Any, panel: Mapping[str, Any], box: Box, name: str, value: flo
     else:
         text = name if mode == "name" else shown
         largest = 20 if mode == "name" else 30
-        ax.text(middle, box.top + box.height / 2, text, fontsize=fitted(text, width, box.height, largest),
-                fontweight="bold", **style)
+        lines = wrapped(text, width)
+        size = min(fitted(line, width, box.height / len(lines), largest) for line in lines)
+        ax.text(middle, box.top + box.height / 2, "\n".join(lines), fontsize=size, fontweight="bold", **style)
+
+
+def wrapped(text: str, width_in: float, smallest: float = 6.0) -> list[str]:
+    """text in as few lines as keep it within width_in at the smallest font (a long culprit's name)."""
+    chars = max(8, int(width_in * 72 / (smallest * 0.6)))
+    return textwrap.wrap(text, chars, break_long_words=True) or [text]
 
 
 def draw_text(canvas: Canvas, panel: Mapping[str, Any]) -> None:
