@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Build local stand-ins for the images the lab pulls, for machines with no registry:
+# The one step for machines with no registry: build local stand-ins for the images the lab pulls,
 #   lab-offline/python:3.11-bookworm   minimal Debian bookworm + python3 + a venv on PATH,
 #                                      with this machine's CA bundle (pip trusts what the host trusts)
 #   lab-offline/prometheus:2.42        Debian's prometheus package, laid out like prom/prometheus
-# Both start from one debootstrap root kept in $LAB_CACHE (default /var/cache/lab-offline);
-# delete that folder to make the root again.
-# Progress goes to stderr; the last line of stdout is the settings to use:
+# and write compose.override.yaml beside docker-compose.yml (not committed; docker compose reads
+# it by itself): the lab's images are built on the python stand-in, Prometheus runs the other,
+# and Grafana, which has none, is left in a profile that nothing starts. After it every command
+# of the README works as written (docker compose up -d --wait, --profile compare, down). Delete
+# the file where a registry answers, then run `docker compose build`.
+# Both images start from one debootstrap root kept in $LAB_CACHE (default /var/cache/lab-offline);
+# delete that folder to make the root again. LAB_OVERRIDE: write the file there instead.
+# Progress goes to stderr; the last line of stdout is the same settings, for a shell or CI:
 #   eval "export $(scripts/offline-images.sh | tail -1)"
 # --rebuild: make both images again, even if they exist.
 set -euo pipefail
@@ -14,6 +19,9 @@ PYTHON_TAG=lab-offline/python:3.11-bookworm
 PROMETHEUS_TAG=lab-offline/prometheus:2.42
 CACHE=${LAB_CACHE:-/var/cache/lab-offline}
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+ROOT=$(cd "$(dirname "$0")/.." && pwd -P)
+OVERRIDE=${LAB_OVERRIDE:-$ROOT/compose.override.yaml}
+MARK="# Written by scripts/offline-images.sh"
 REBUILD=0
 case "${1:-}" in
   --rebuild) REBUILD=1 ;;
@@ -36,8 +44,15 @@ host_mirror() {
 docker info >/dev/null 2>&1 || { say "no Docker engine answers: start one first (scripts/docker-engine.sh start)"; exit 1; }
 mkdir -p "$CACHE"
 case "$(cd "$CACHE" && pwd -P)/" in
-  "$(cd "$(dirname "$0")/.." && pwd -P)"/*) say "LAB_CACHE=$CACHE is inside the repository: use another"; exit 2 ;;
+  "$ROOT"/*) say "LAB_CACHE=$CACHE is inside the repository: use another"; exit 2 ;;
 esac
+# Compose reads one override file: never replace or shadow one that this script did not write.
+for file in "$OVERRIDE" "$ROOT"/{compose,docker-compose}.override.{yml,yaml}; do
+  if [[ -e $file ]] && [[ $(head -1 "$file") != "$MARK"* ]]; then
+    say "$file is not this script's: move it, or add to it what LAB_OVERRIDE=/tmp/offline.yaml $0 writes there"
+    exit 2
+  fi
+done
 
 # One minimal bookworm root, made once and kept in the cache.
 base() {
@@ -118,5 +133,27 @@ else
   fi
 fi
 
-say "Grafana has no stand-in (no Debian or PyPI package has it): run every service but grafana"
+# The services that build an image (the others run one of theirs), and the two stand-ins.
+cat >"$OVERRIDE.new" <<EOF
+$MARK: this machine cannot pull images, so the lab builds on
+# and runs local stand-ins. docker compose reads this file beside docker-compose.yml by itself.
+# Delete it where a registry answers, then run \`docker compose build\`.
+x-offline-build: &offline-build
+  build: {args: {PYTHON_IMAGE: $PYTHON_TAG}}
+services:
+  upstream: *offline-build
+  receiver: *offline-build
+  receiver-sync: *offline-build
+  sender: *offline-build
+  sender-compare: *offline-build
+  prometheus:
+    image: $PROMETHEUS_TAG
+  # No stand-in (no Debian or PyPI package has Grafana): in a profile of its own, which neither
+  # \`docker compose up\` nor \`--profile compare\` starts.
+  grafana:
+    profiles: [grafana]
+EOF
+mv "$OVERRIDE.new" "$OVERRIDE"
+say "wrote $OVERRIDE: docker compose now builds on $PYTHON_TAG, runs $PROMETHEUS_TAG and starts no Grafana"
+say "(make snapshot draws the dashboard from Prometheus); delete the file where a registry answers"
 echo "PYTHON_IMAGE=$PYTHON_TAG PROMETHEUS_IMAGE=$PROMETHEUS_TAG"

@@ -1,8 +1,10 @@
 """The whole lab in containers, for real: build, `up --wait`, every mode, the dashboard, `down -v`.
 
-Needs a Docker engine with Compose v2. Without one these tests skip, or fail under
-LAB_STRICT=1 (as in CI). PYTHON_IMAGE and PROMETHEUS_IMAGE from the environment choose the
-base images (scripts/offline-images.sh prints stand-ins for machines that cannot pull).
+Needs a Docker engine with Compose 2.36 or later (the settings check is a provider service).
+Without one these tests skip, or fail under LAB_STRICT=1 (as in CI). The base images: PYTHON_IMAGE
+and PROMETHEUS_IMAGE from the environment, else .env's pinned ones where this engine has them,
+else the stand-ins scripts/offline-images.sh builds (tests/compose.py finds them by name). The
+lab's own images are built once, tagged with the test's project, and removed by its `down -v`.
 Grafana is not started: no registry here has it; its provisioning is checked statically and
 its every query runs against this Prometheus.
 """
@@ -18,10 +20,22 @@ import time
 import pytest
 
 from lab import model
-from tools.processes import get
-from tests.compose import COMPARE, SERVICES, Lab, docker_ready, host_ports, images_missing, require_docker
+from tests.compose import (
+    BASE_IMAGES,
+    COMPARE,
+    SERVICES,
+    Lab,
+    base_images,
+    docker_ready,
+    host_ports,
+    images_missing,
+    pinned,
+    require_docker,
+    stand_in,
+)
 from tests.conftest import STRICT
 from tests.dashboard_check import instant, missing_data, missing_modes
+from tools.processes import ROOT, get
 
 N, D = 4, 0.5
 
@@ -64,16 +78,87 @@ def test_missing_images_skip_with_one_line_saying_what_to_run():
     bogus = {**os.environ, "PYTHON_IMAGE": "lab-test/never-built:0", "PROMETHEUS_IMAGE": "lab-test/never-built:1"}
     reason = images_missing(bogus)
     assert reason is not None and "\n" not in reason, reason
-    for part in ("lab-test/never-built:0, lab-test/never-built:1", "docker compose pull", "scripts/offline-images.sh"):
+    for part in ("lab-test/never-built:0, lab-test/never-built:1", "docker pull lab-test/never-built:0",
+                 "scripts/offline-images.sh"):
         assert part in reason, reason
     if STRICT:  # CI built the stand-ins first: nothing is missing, and the lab tests below run
         assert images_missing(dict(os.environ)) is None
+
+
+def test_without_the_pinned_images_the_tests_find_the_stand_ins_by_themselves():
+    # make test with no variable exported: .env's pinned images where this engine has them, else
+    # scripts/offline-images.sh's stand-ins, found by the names the script gives them.
+    if reason := docker_ready():
+        (pytest.fail if STRICT else pytest.skip)(reason)
+    clean = {k: v for k, v in os.environ.items() if k not in BASE_IMAGES}
+    chosen, missing = base_images(clean)
+    for variable, image in chosen.items():
+        assert image in (pinned(variable, clean), stand_in(variable)), (variable, image)
+    if STRICT:  # CI ran scripts/offline-images.sh (or can pull): nothing is missing
+        assert missing == []
+
+
+def test_offline_override_keeps_grafana_out_and_builds_on_the_stand_ins(tmp_path):
+    # The one offline step: scripts/offline-images.sh also writes compose.override.yaml (here elsewhere).
+    require_docker()
+    standins = {variable: stand_in(variable) for variable in BASE_IMAGES}
+    if any(subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode
+           for image in standins.values()):
+        pytest.skip("the offline stand-ins are not on this engine (it has the pinned images): nothing to check here")
+    override = tmp_path / "compose.override.yaml"
+    done = subprocess.run([str(ROOT / "scripts/offline-images.sh")], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "LAB_OVERRIDE": str(override)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == " ".join(f"{v}={image}" for v, image in standins.items())
+    for profile in ("single", "compare"):
+        env = {k: v for k, v in os.environ.items() if k not in BASE_IMAGES}  # as a user runs it: nothing exported
+        config = json.loads(subprocess.run(
+            ["docker", "compose", "-f", "docker-compose.yml", "-f", str(override), "--profile", profile, "config",
+             "--format", "json"], cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout)
+        services = config["services"]
+        assert "grafana" not in services and services["prometheus"]["image"] == standins["PROMETHEUS_IMAGE"]
+        builds = {name: s["build"] for name, s in services.items() if "build" in s}
+        assert builds and all(b["args"]["PYTHON_IMAGE"] == standins["PYTHON_IMAGE"] for b in builds.values()), builds
+        # one service builds each image; every Python service runs one of those
+        built = [services[name]["image"] for name in builds]
+        assert len(built) == len(set(built)) == 3, built
+        assert {s["image"] for name, s in services.items() if "provider" not in s} - {services["prometheus"]["image"]} \
+            == set(built)
+    # and it never replaces an override that is not its own
+    override.write_text("services: {}\n")
+    done = subprocess.run([str(ROOT / "scripts/offline-images.sh")], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "LAB_OVERRIDE": str(override)}, timeout=120)
+    assert done.returncode == 2 and override.read_text() == "services: {}\n", done.stderr
 
 
 def test_lab_comes_up_healthy(lab):
     status = lab.compose("ps", "--format", "{{.Service}} {{.Health}}").stdout.split("\n")
     assert sorted(line for line in status if line) == sorted(f"{s} healthy" for s in SERVICES)
     assert get(f"{lab.receiver}/healthz")[0] == 200
+    # built once: one image per service, named for this project, nothing left untagged
+    for image in lab.images:
+        assert subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode == 0, image
+    dangling = subprocess.run(["docker", "images", "-q", "--filter", "dangling=true", "--filter",
+                               f"label=com.docker.compose.project={lab.project}"], capture_output=True, text=True)
+    assert dangling.stdout.split() == []
+
+
+def test_a_bad_setting_stops_up_with_the_services_own_line(lab):
+    # RECEIVER_MODE=blocking docker compose up -d --wait: up's own output ends with the receiver's
+    # line, and no container was created or replaced (no restart loop; the lab that runs keeps running).
+    before = lab.ids()
+    done = lab.compose("up", "-d", "--wait", *SERVICES, RECEIVER_MODE="blocking", check=False, timeout=120)
+    line = ("receiver: bad configuration: RECEIVER_MODE='blocking': "
+            "Input should be 'sync', 'async', 'mixed', 'threaded' or 'def'")
+    assert done.returncode != 0 and done.stderr.rstrip().endswith(line), done.stderr
+    assert lab.ids() == before
+    assert get(f"{lab.receiver}/healthz")[0] == 200
+    # every service's settings are checked, each in its own words
+    done = lab.compose("up", "-d", "--wait", *SERVICES, UPSTREAM_ERROR_RATE="2", SENDER_CONCURRENCY="x",
+                       check=False, timeout=120)
+    assert done.returncode != 0 and "upstream: bad configuration: UPSTREAM_ERROR_RATE='2'" in done.stderr
+    assert "sender: bad configuration: SENDER_CONCURRENCY='x'" in done.stderr, done.stderr
+    assert lab.ids() == before
 
 
 @pytest.mark.parametrize("mode", model.MODES)
@@ -155,7 +240,14 @@ def test_compare_profile_shows_every_mode_side_by_side(lab):
     # its sender join the same upstream and Prometheus.
     lab.compose("rm", "-s", "-f", "receiver", "sender", timeout=120)
     lab.compose("--profile", "compare", "up", "-d", "--wait", *COMPARE, SENDER_INTERVAL="2", timeout=300)
-    for i, mode in enumerate(model.MODES):
+    # The five receivers run the receiver image that the fixture built once: nothing was built again.
+    images = {service: json.loads(subprocess.run(["docker", "inspect", cid], capture_output=True, text=True,
+                                                 check=True).stdout)[0]["Image"]
+              for service, cid in lab.ids().items()}
+    built = json.loads(subprocess.run(["docker", "image", "inspect", lab.images[1]], capture_output=True, text=True,
+                                      check=True).stdout)[0]["Id"]
+    assert {images[f"receiver-{mode}"] for mode in model.MODES} == {built}, images
+    for mode in model.MODES:
         info = json.loads(get(f"http://127.0.0.1:{lab.env[f'HOST_RECEIVER_{mode.upper()}_PORT']}/info")[1])
         assert info["mode"] == mode
     # Prometheus finds the five receivers by their alias, and every query split by mode has
@@ -165,7 +257,8 @@ def test_compare_profile_shows_every_mode_side_by_side(lab):
     assert len(receivers) == len(model.MODES) and all(s["value"][1] == "1" for s in receivers)
     assert missing_data(lab.prometheus, timeout=30) == []
     # one schedule: every mode got the same number of bursts (give or take the one in progress)
-    bursts = {s["metric"]["mode"]: float(s["value"][1]) for s in instant(lab.prometheus, "sum by (mode) (sender_bursts_total)")}
+    bursts = {s["metric"]["mode"]: float(s["value"][1])
+              for s in instant(lab.prometheus, "sum by (mode) (sender_bursts_total)")}
     assert set(bursts) == set(model.MODES) and max(bursts.values()) - min(bursts.values()) <= 1, bursts
 
 

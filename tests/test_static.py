@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -12,15 +13,17 @@ import pytest
 import yaml
 
 from lab import model
-from tools import dashboard
-from tools.processes import ROOT, free_port
 from receiver.settings import Settings as ReceiverSettings
 from sender.settings import Settings as SenderSettings
 from tests.compose import dotenv
 from tests.conftest import STRICT, require_tool
+from tools import dashboard
+from tools.processes import ROOT, free_port
 from upstream.settings import Settings as UpstreamSettings
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+CONTAINERS = {name: service for name, service in COMPOSE["services"].items() if "provider" not in service}
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
 SERVICES = {"upstream": UpstreamSettings, "receiver": ReceiverSettings, "sender": SenderSettings}
 PYTHON_SERVICES = list(SERVICES)
 COMPARE = [f"receiver-{mode}" for mode in model.MODES] + ["sender-compare"]
@@ -29,8 +32,16 @@ RUNS = {"upstream": "upstream", "receiver": "receiver", "sender": "sender", "sen
         **{f"receiver-{mode}": "receiver" for mode in model.MODES}}
 # Set by compose itself, not knobs: where to listen and where the next hop is.
 WIRING = {"HOST", "PORT", "METRICS_PORT", "UPSTREAM_URL", "RECEIVER_URL", "PROMETHEUS_MULTIPROC_DIR"}
+# The services that build an image; the other Python services run one of theirs.
+BUILDS = [name for name, service in COMPOSE["services"].items() if "build" in service]
+EXPOSED = {"upstream": "8001 9001", "receiver": "8000 9000", "sender": "9002"}  # PORT and METRICS_PORT
 PUBLISHED = re.compile(r"^127\.0\.0\.1:\$\{HOST_([A-Z_]+)_PORT:-(\d+)\}:(\d+)$")
 PINNED = re.compile(r"^[\w./-]+:(v?\d+\.\d+\.\d+)[\w.-]*$")  # a tag with a full version, never latest
+
+
+def image_of(service: str) -> str:
+    """The name and tag of the image a Python service runs, as compose gives it."""
+    return f"blocking-io-lab/{service}:${{LAB_IMAGE_TAG:-dev}}"
 
 
 def knobs(service: str) -> set[str]:
@@ -39,14 +50,16 @@ def knobs(service: str) -> set[str]:
 
 def test_compose_file_follows_the_rules():
     assert "version" not in COMPOSE
-    assert set(COMPOSE["services"]) == {"upstream", "receiver", "sender", "prometheus", "grafana", *COMPARE}
-    for name, service in COMPOSE["services"].items():
+    assert set(COMPOSE["services"]) == {"lab", "upstream", "receiver", "sender", "prometheus", "grafana", *COMPARE}
+    for name, service in CONTAINERS.items():
         assert "container_name" not in service, name
         assert "healthcheck" in service and service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
         for port in service.get("ports", []):
             assert PUBLISHED.match(port), f"{name} publishes {port}: not on 127.0.0.1, or not HOST_<NAME>_PORT"
-        for dependency in service.get("depends_on", {}).values():
-            assert dependency == {"condition": "service_healthy"}, name
+        for dependency, condition in service.get("depends_on", {}).items():
+            # a container waits for its dependencies to be healthy; `lab` (the settings check) is none
+            wanted = "service_started" if dependency == "lab" else "service_healthy"
+            assert condition == {"condition": wanted}, name
     env = dotenv()
     published = {s: [PUBLISHED.match(p).groups() for p in c.get("ports", [])] for s, c in COMPOSE["services"].items()}
     expected = {"upstream": "8001", "receiver": "8000", "prometheus": "9090", "grafana": "3000"}
@@ -61,7 +74,7 @@ def test_compose_file_follows_the_rules():
 
 
 def test_every_container_is_hardened_limited_and_rotates_its_logs():
-    for name, service in COMPOSE["services"].items():
+    for name, service in CONTAINERS.items():
         assert service.get("cap_drop") == ["ALL"], name
         assert "no-new-privileges:true" in service.get("security_opt", []), name
         assert service.get("logging") == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}, name
@@ -69,7 +82,7 @@ def test_every_container_is_hardened_limited_and_rotates_its_logs():
         assert re.fullmatch(r"\d+[mg]", str(service.get("mem_limit", ""))), name
         assert service.get("read_only") is True, f"{name}: root filesystem writable"
         user = service.get("user")
-        assert user is None or not str(user).split(":")[0] in ("0", "root"), name
+        assert user is None or str(user).split(":")[0] not in ("0", "root"), name
     # The images that are not ours name their (non-root) user here, so the check above sees it.
     assert COMPOSE["services"]["prometheus"]["user"] == "65534:65534"
     assert COMPOSE["services"]["grafana"]["user"] == "472"
@@ -83,10 +96,8 @@ def test_every_container_is_hardened_limited_and_rotates_its_logs():
 
 def test_hadolint_finds_nothing_in_the_dockerfiles():
     hadolint = shutil.which("hadolint", path=str(ROOT / ".venv/bin")) or require_tool("hadolint")
-    for service in PYTHON_SERVICES:
-        done = subprocess.run([hadolint, "--no-color", str(ROOT / service / "Dockerfile")], capture_output=True,
-                              text=True)
-        assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
+    done = subprocess.run([hadolint, "--no-color", str(ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
 
 
 def test_yamllint_finds_nothing_in_the_yaml():
@@ -100,8 +111,8 @@ def test_yamllint_finds_nothing_in_the_yaml():
 
 def test_profiles_single_by_default_and_compare_side_by_side():
     profiles = {name: service.get("profiles", []) for name, service in COMPOSE["services"].items()}
-    assert profiles == {"upstream": [], "prometheus": [], "grafana": [], "receiver": ["single"], "sender": ["single"],
-                        **{name: ["compare"] for name in COMPARE}}
+    assert profiles == {"lab": [], "upstream": [], "prometheus": [], "grafana": [], "receiver": ["single"],
+                        "sender": ["single"], **{name: ["compare"] for name in COMPARE}}
     assert dotenv()["COMPOSE_PROFILES"] == "single"
     services = COMPOSE["services"]
     for mode in model.MODES:
@@ -119,7 +130,7 @@ def test_profiles_single_by_default_and_compare_side_by_side():
 def test_every_image_is_pinned_and_overridable():
     env = dotenv()
     defaults = {
-        "PYTHON_IMAGE": re.search(r"ARG PYTHON_IMAGE=(\S+)", (ROOT / "receiver/Dockerfile").read_text())[1],
+        "PYTHON_IMAGE": re.search(r"ARG PYTHON_IMAGE=(\S+)", DOCKERFILE)[1],
         "PROMETHEUS_IMAGE": COMPOSE["services"]["prometheus"]["image"],
         "GRAFANA_IMAGE": COMPOSE["services"]["grafana"]["image"],
     }
@@ -128,29 +139,78 @@ def test_every_image_is_pinned_and_overridable():
         image = match[1] if match else default
         assert PINNED.match(image), f"{variable}: {image} is not pinned to a version"
         assert env[variable] == image, f".env's {variable} differs from the default {image}"
-    for service in RUNS:
-        assert COMPOSE["services"][service]["build"]["args"]["PYTHON_IMAGE"] == "${PYTHON_IMAGE:-%s}" % env["PYTHON_IMAGE"]
+    for service in BUILDS:
+        args = COMPOSE["services"][service]["build"]["args"]
+        assert args["PYTHON_IMAGE"] == f"${{PYTHON_IMAGE:-{env['PYTHON_IMAGE']}}}", service
+
+
+def test_each_image_is_built_once_per_profile_and_named():
+    # The compare profile's five receivers run one image: one service per profile builds it (compose
+    # would build it once per service that says `build`, leaving the extra copies behind untagged).
+    services = COMPOSE["services"]
+    for name, service in RUNS.items():
+        assert services[name]["image"] == image_of(service), name
+        assert services[name]["pull_policy"] == "never", f"{name}: its image is in no registry"
+    for profiles in (["single"], ["compare"]):
+        active = [name for name in RUNS if services[name].get("profiles", []) in ([], profiles)]
+        building = [services[name]["image"] for name in active if name in BUILDS]
+        assert sorted(building) == sorted({services[name]["image"] for name in active}), (profiles, building)
+    for name in BUILDS:  # the Dockerfile's target for the service it runs, SERVICE naming the same one
+        build = services[name]["build"]
+        assert build["context"] == "." and "dockerfile" not in build, name
+        assert build["target"] == build["args"]["SERVICE"] == RUNS[name], name
 
 
 @pytest.mark.parametrize("service", PYTHON_SERVICES)
 def test_dockerfile_pins_installs_first_and_drops_root(service):
-    text = (ROOT / service / "Dockerfile").read_text()
-    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
-    assert lines[0].startswith("ARG PYTHON_IMAGE=") and lines[1] == "FROM ${PYTHON_IMAGE}"
+    # One Dockerfile: a stage that installs a service (SERVICE) and a small target per service.
+    lines = [line for line in DOCKERFILE.splitlines() if line and not line.startswith("#")]
+    assert lines[0].startswith("ARG PYTHON_IMAGE=") and lines[1] == "FROM ${PYTHON_IMAGE} AS service"
     install = next(i for i, line in enumerate(lines) if line.startswith("RUN pip install"))
-    code = next(i for i, line in enumerate(lines) if line.startswith(f"COPY {service}/ "))
+    assert "COPY constraints.txt ${SERVICE}/requirements.txt /tmp/deps/" in lines[:install]
+    assert lines[install] == "RUN pip install -r /tmp/deps/requirements.txt -c /tmp/deps/constraints.txt"
+    code = lines.index("COPY ${SERVICE}/ ${SERVICE}/")
     assert install < code, "dependencies must be installed before the code is copied"
-    assert re.search(r"^USER (?!root|0\b)\w+", text, re.MULTILINE)
-    assert text.rstrip().splitlines()[-1] == f'CMD ["python", "-m", "{service}"]'  # exec form
+    # only lab/ and the service's own package go in: never the other services, tests or tooling
+    copies = [line.split()[1:-1] for line in lines if line.startswith("COPY")]
+    assert copies == [["constraints.txt", "${SERVICE}/requirements.txt"], ["lab/"], ["${SERVICE}/"]], copies
+    assert "USER 10001" in lines[code:]
+    stage = lines[lines.index(f"FROM service AS {service}") + 1:]
+    stage = stage[:next((i for i, line in enumerate(stage) if line.startswith("FROM")), len(stage))]
+    assert stage == [f"EXPOSE {EXPOSED[service]}", f'CMD ["python", "-m", "{service}"]'], stage  # exec form
+    assert not (ROOT / service / "Dockerfile").exists(), "the one Dockerfile is at the repository's root"
     assert (ROOT / ".dockerignore").exists()
 
 
-def test_dockerfiles_differ_in_size():
-    # BuildKit's transfer of the Dockerfile skips a file whose name, size and modification
-    # time match the one it sent before: two same-sized Dockerfiles with equal times (a tar
-    # copy of the repository) built the receiver from upstream's Dockerfile.
-    sizes = {service: (ROOT / service / "Dockerfile").stat().st_size for service in PYTHON_SERVICES}
-    assert len(set(sizes.values())) == len(sizes), sizes
+def test_dockerignore_sends_only_what_the_images_copy():
+    rules = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert rules[0] == "*" and set(rules[1:]) >= {"!constraints.txt", "!lab/", *(f"!{s}/" for s in PYTHON_SERVICES)}
+    assert all(not rule.startswith("!") for rule in rules if rule.lstrip("!").rstrip("/") not in
+               {"constraints.txt", "lab", *PYTHON_SERVICES}), rules
+
+
+def test_every_container_waits_for_the_settings_check_which_sees_what_they_get():
+    # `up` runs scripts/lab-provider for `lab` (a provider service) before any container: it parses
+    # the environment the containers will get, from the same anchors, in every image the lab builds.
+    services = COMPOSE["services"]
+    provider = services["lab"]["provider"]
+    script = ROOT / provider["type"]
+    assert provider["type"].startswith("./scripts/") and script.is_file() and os.access(script, os.X_OK)
+    options = provider["options"]
+    assert options["image"] == [image_of(service) for service in PYTHON_SERVICES]
+    for name in RUNS:
+        passed = dict(services[name]["environment"])
+        if name.startswith("receiver-"):
+            passed.pop("RECEIVER_MODE")  # the compare receivers' own, fixed mode
+        passed.pop("RECEIVER_URL", None)  # each sender's own receivers
+        assert {k: v for k, v in options.items() if k in passed} == passed, name
+
+    # Every container waits for it (directly or through its dependencies): `up` checks first, and
+    # `down` takes `lab` last, when it removes the containers of the other profile.
+    def waits_for_lab(name: str) -> bool:
+        return any(dep == "lab" or waits_for_lab(dep) for dep in services[name].get("depends_on", {}))
+
+    assert [name for name in CONTAINERS if not waits_for_lab(name)] == []
 
 
 @pytest.mark.parametrize("name", list(RUNS))
@@ -162,7 +222,7 @@ def test_env_file_lists_every_knob_and_compose_passes_it(name, monkeypatch):
     passed = COMPOSE["services"][name]["environment"]
     fixed = {"RECEIVER_MODE"} if name.startswith("receiver-") else set()  # the compare receivers' own mode
     for knob in knobs(service) - fixed:
-        assert passed[knob] == "${%s:-}" % knob, f"compose does not pass {knob} to {name}"
+        assert passed[knob] == f"${{{knob}:-}}", f"compose does not pass {knob} to {name}"
     # every value in .env is one the service accepts
     for knob in knobs(service):
         monkeypatch.setenv(knob, env[knob])
@@ -196,7 +256,9 @@ def test_compose_config_is_valid():
         if STRICT:
             pytest.fail("docker compose is not installed; LAB_STRICT=1 makes this a failure")
         pytest.skip("docker compose is not installed")
-    checked = subprocess.run([docker, "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True)
+    # docker-compose.yml alone: a compose.override.yaml beside it (scripts/offline-images.sh's) is the machine's
+    checked = subprocess.run([docker, "compose", "-f", "docker-compose.yml", "config", "-q"], cwd=ROOT,
+                             capture_output=True, text=True)
     assert checked.returncode == 0 and not checked.stderr.strip(), checked.stderr
 
 
