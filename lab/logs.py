@@ -23,7 +23,8 @@ def setup(level: str = "info") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging.logAsyncioTasks = False  # Python 3.12+; an unused attribute before
+    if sys.version_info >= (3, 12):  # the attribute (and the task name it collects) is new in 3.12
+        logging.logAsyncioTasks = False
 
 
 def uvicorn_log_config(level: str = "info") -> dict[str, Any]:

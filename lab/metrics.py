@@ -127,7 +127,7 @@ class InFlight(WindowMax, Collector):
         if registry is not None:  # None: counted by an InFlightBy or a receiver's HttpMetrics
             registry.register(self)
 
-    def __enter__(self) -> "InFlight":
+    def __enter__(self) -> InFlight:
         self.value += 1
         return self
 
@@ -169,7 +169,7 @@ class SharedInFlight(InFlight):
         self._peak = Gauge(f"{name}_peak", f"Highest value of {name} in one worker over the last "
                            f"{PEAK_WINDOW:g} seconds.", multiprocess_mode="livemax", registry=registry)
 
-    def __enter__(self) -> "SharedInFlight":
+    def __enter__(self) -> SharedInFlight:
         super().__enter__()
         self._current.inc()
         return self

@@ -12,6 +12,7 @@ import sys
 from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lab.metrics import MAX_SECONDS
@@ -46,7 +47,7 @@ class ServiceSettings(BaseSettings):
         return lowered if lowered in LOG_LEVELS else value
 
     @model_validator(mode="after")
-    def _ports_differ(self) -> "ServiceSettings":
+    def _ports_differ(self) -> ServiceSettings:
         port = getattr(self, "port", None)
         if port is not None and port == self.metrics_port:
             raise ValueError(
@@ -59,7 +60,7 @@ class ServiceSettings(BaseSettings):
 S = TypeVar("S", bound=BaseSettings)
 
 
-def describe(error: dict[str, Any]) -> str:
+def describe(error: ErrorDetails) -> str:
     """One pydantic error as `VARIABLE='value': what is allowed`."""
     if not error["loc"]:  # a check across fields: its message names the variables
         return error["msg"].removeprefix("Value error, ")

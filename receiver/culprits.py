@@ -85,7 +85,9 @@ def describe(frames: list[FrameType]) -> str:
         while end + 1 < len(frames) and is_own(frames[end + 1]):
             end += 1
         shown = frames[: end + 1]
-    return " > ".join(f"{f.f_globals.get('__name__', '?')}:{f.f_lineno} {f.f_code.co_qualname}" for f in reversed(shown))
+    return " > ".join(
+        f"{f.f_globals.get('__name__', '?')}:{f.f_lineno} {f.f_code.co_qualname}" for f in reversed(shown)
+    )
 
 
 class Culprits:
@@ -125,6 +127,8 @@ class Culprits:
         frames: list[FrameType] = []
         while not self._stop.wait(SAMPLE_INTERVAL):
             due = self.probe.due
+            if due is None:  # the probe has not run yet (once it has, it always has a due time)
+                continue
             if episode is not None and due != episode:
                 # The loop woke the probe, which set its next due time PROBE_INTERVAL after it woke.
                 total = max(charged, due - PROBE_INTERVAL - episode)
@@ -132,8 +136,6 @@ class Culprits:
                     self.charge(last, total - charged)
                     log.warning("event loop blocked %.3f s by %s; stack: %s", total, last, describe(frames))
                 episode, charged, last = None, 0.0, None
-            if due is None:
-                continue
             overdue = time.monotonic() - due
             if overdue <= self.threshold:
                 continue

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
@@ -55,10 +55,8 @@ class Call:
 
     def _shut(self) -> None:
         if self.sock is not None:
-            try:
+            with suppress(OSError):  # closed already
                 self.sock.shutdown(socket.SHUT_RDWR)  # the blocked recv() returns at once; urllib3 drops the connection
-            except OSError:
-                pass  # closed already
 
 
 class Watchdog:

@@ -289,8 +289,8 @@ class Pools(PoolPeaks, Collector):
             yield family
         for i, (name, documentation) in enumerate(_POOL_PEAKS):
             family = GaugeMetricFamily(name, documentation, labels=["pool"])
-            for pool, values in peaks.items():
-                family.add_metric([pool], values[i])
+            for pool, highest in peaks.items():
+                family.add_metric([pool], highest[i])
             yield family
 
 

@@ -6,17 +6,16 @@ from typing import Annotated, Literal
 
 import anyio
 import anyio.to_thread
-
 from pydantic import AnyHttpUrl, Field, model_validator
 
 from lab.model import Mode
 from lab.settings import Port, PositiveSeconds, ServiceSettings
 
-
 # uvicorn's keep-alive (its timeout_keep_alive, its default, named; gunicorn's `keepalive` for
 # the workers): a connection idle this many seconds is closed. The model (models/simulate.py)
 # counts on it to know when a request comes on a new connection, which costs a loop turn more.
-KEEP_ALIVE = 5.0
+# Whole seconds: uvicorn's Config and gunicorn's keepalive both take an int.
+KEEP_ALIVE = 5
 
 
 @cache
@@ -67,7 +66,7 @@ class Settings(ServiceSettings):
     prometheus_multiproc_dir: Path | None = None
 
     @model_validator(mode="after")
-    def _workers_need_a_metrics_dir(self) -> "Settings":
+    def _workers_need_a_metrics_dir(self) -> Settings:
         if self.receiver_workers > 1 and self.prometheus_multiproc_dir is None:
             raise ValueError(
                 f"RECEIVER_WORKERS={self.receiver_workers} needs PROMETHEUS_MULTIPROC_DIR: a directory the "

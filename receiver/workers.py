@@ -58,6 +58,9 @@ class Worker(UvicornWorker):
     # RECEIVER_ACCEPT=reuseport: the address each worker listens on with a socket of its own
     # (set in the master before the workers are forked).
     own_socket: tuple[str, int] | None = None
+    # Set by gunicorn's Worker (untyped): the listeners, gunicorn's wrappers passing every attribute
+    # on to their socket; uvicorn's server.serve(sockets=...) takes them as list[socket.socket].
+    sockets: list[socket.socket]
 
     def run(self) -> None:
         if self.own_socket is not None:
@@ -105,7 +108,10 @@ class WorkersMetrics(Collector):
 
 class Gunicorn(BaseApplication):
     def __init__(self, settings: Settings):
+        if settings.prometheus_multiproc_dir is None:  # Settings refuses RECEIVER_WORKERS > 1 without it
+            raise ValueError("gunicorn's workers need PROMETHEUS_MULTIPROC_DIR")
         self.settings = settings
+        self.metrics_dir: Path = settings.prometheus_multiproc_dir  # where the workers write their metrics
         super().__init__()
 
     def load_config(self) -> None:
@@ -117,7 +123,7 @@ class Gunicorn(BaseApplication):
             "bind": [f"{s.host}:{port}"],
             "workers": s.receiver_workers,
             "worker_class": "receiver.workers.Worker",
-            "keepalive": round(KEEP_ALIVE),  # uvicorn's timeout_keep_alive in the workers: the model counts on it
+            "keepalive": KEEP_ALIVE,  # uvicorn's timeout_keep_alive in the workers: the model counts on it
             # A blocked loop is the lesson, not a hung worker: gunicorn must never kill one for
             # missing its heartbeat (a sync burst of N blocks it for N·D).
             "timeout": 0,
@@ -147,12 +153,12 @@ class Gunicorn(BaseApplication):
 
     def when_ready(self, server: Any) -> None:
         registry = CollectorRegistry()
-        registry.register(WorkersMetrics(self.settings.prometheus_multiproc_dir))
+        registry.register(WorkersMetrics(self.metrics_dir))
         receiver_info(self.settings, registry)  # the workers leave it out: an Info has no multiprocess form
         metrics.serve(self.settings.metrics_port, self.settings.host, registry)
 
     def child_exit(self, server: Any, worker: Any) -> None:
-        multiprocess.mark_process_dead(worker.pid, str(self.settings.prometheus_multiproc_dir))
+        multiprocess.mark_process_dead(worker.pid, str(self.metrics_dir))
 
 
 def prepare(path: Path) -> None:

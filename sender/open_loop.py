@@ -145,7 +145,7 @@ class Plan:
     timeout: float
 
     @classmethod
-    def of(cls, settings: Settings) -> "Plan":
+    def of(cls, settings: Settings) -> Plan:
         return cls(
             settings.sender_rate, settings.sender_arrivals, settings.sender_seed,
             settings.sender_duration, settings.sender_max_in_flight, settings.sender_timeout,

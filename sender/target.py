@@ -35,8 +35,9 @@ async def fetch_info(
 ) -> dict[str, Any] | None:
     """The receiver's GET /info, or None if it cannot be had."""
     try:
-        kwargs = {} if timeout is None else {"timeout": aiohttp.ClientTimeout(total=timeout)}
-        async with session.get(f"{receiver}/info", **kwargs) as response:
+        # None: the session's own timeout, which is what get() uses when given none
+        bound = session.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
+        async with session.get(f"{receiver}/info", timeout=bound) as response:
             return await response.json() if response.status == 200 else None
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         log.warning("could not read %s/info (%s)", receiver, exc or type(exc).__name__)

@@ -35,7 +35,7 @@ def split_by_mode() -> dict[str, str]:
     for panel in board()["panels"]:
         for target in panel.get("targets", []):
             for label in ("mode", "caller"):
-                if "{{%s}}" % label in target["legendFormat"]:
+                if "{{" + label + "}}" in target["legendFormat"]:
                     found[windows(target["expr"])] = label
     return found
 

@@ -14,12 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import AnyHttpUrl
 
-from lab.settings import EXIT_BAD_CONFIG, load
+from lab.settings import EXIT_BAD_CONFIG, ServiceSettings, load
 from receiver.settings import Settings as ReceiverSettings
 from sender.settings import Settings as SenderSettings
 from upstream.settings import Settings as UpstreamSettings
 
-SERVICES = {"upstream": UpstreamSettings, "receiver": ReceiverSettings, "sender": SenderSettings}
+SERVICES: dict[str, type[ServiceSettings]] = {
+    "upstream": UpstreamSettings, "receiver": ReceiverSettings, "sender": SenderSettings,
+}
 BOOL_WORDS = {"0", "off", "f", "false", "n", "no", "1", "on", "t", "true", "y", "yes"}
 LETTERS = st.text(alphabet=string.ascii_letters, min_size=1, max_size=12)  # never a number, a URL or a path
 

@@ -101,7 +101,9 @@ def test_readme_keeps_the_tour_and_the_offline_section_in_order():
     offline = text.index("### Without a registry: offline images")
     assert tour < offline, "the offline section follows the tour"
     between = text[tour:offline].splitlines()[1:]
-    assert not [line for line in between if line.startswith("#")], "nothing comes between the tour and the offline section"
+    assert not [line for line in between if line.startswith("#")], (
+        "nothing comes between the tour and the offline section"
+    )
 
 
 def test_readme_links_to_every_docs_page():
@@ -120,7 +122,9 @@ def test_readme_shows_every_mode_with_its_code_and_formulas():
         assert row, f"the README's mode table has no row for {mode}"
         assert f"receiver/modes.py:{HANDLERS[mode].__name__}" in row, mode
         assert model.FORMULAS[mode] in row, f"{mode}: makespan {model.FORMULAS[mode]} not in the table"
-        assert model.CAPACITY_FORMULAS[mode] in row, f"{mode}: capacity {model.CAPACITY_FORMULAS[mode]} not in the table"
+        assert model.CAPACITY_FORMULAS[mode] in row, (
+            f"{mode}: capacity {model.CAPACITY_FORMULAS[mode]} not in the table"
+        )
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=name)

@@ -117,7 +117,8 @@ def test_every_fault_between_receiver_and_upstream_gets_its_answer_in_every_mode
                          RECEIVER_UPSTREAM_TIMEOUT=f"{FAULT_TIMEOUT:g}", LOG_LEVEL="warning")
         fds_before = open_fds(receiver.process.pid)
         for fault, expected in FAULT_ANSWERS.items():
-            proxy.fault = fault  # from the next connection on: each fault ends its connection, so the next call opens one
+            # from the next connection on: each fault ends its connection, so the next call opens one
+            proxy.fault = fault
             began = time.monotonic()
             status, body = get(f"{receiver.url}/tasks/{fault}", timeout=10)
             took = time.monotonic() - began

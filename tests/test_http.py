@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import time
@@ -13,8 +13,8 @@ import urllib.request
 import pytest
 
 from lab import SEED_BODY, model
-from tools.processes import ROOT, free_port, get, sender_once
 from tests.conftest import scrape, value
+from tools.processes import ROOT, free_port, get, sender_once
 
 
 def test_upstream_work_waits_and_answers_the_seed_body(upstream):
@@ -66,16 +66,19 @@ def test_upstream_labels_callers_by_mode_from_a_closed_set(upstream, receiver_fo
     receiver = receiver_for("threaded")
     assert get(f"{receiver.url}/tasks/task1?delay=0")[0] == 200
     for header in ("sync", "nonsense", None):  # a mode, an unknown value, no header
-        request = urllib.request.Request(f"{upstream.url}/work?delay=0", headers={"X-Lab-Mode": header} if header else {})
+        request = urllib.request.Request(f"{upstream.url}/work?delay=0",
+                                         headers={"X-Lab-Mode": header} if header else {})
         assert urllib.request.urlopen(request, timeout=5).status == 200
     samples = scrape(upstream.metrics_url)
-    callers = {dict(labels)["caller"]: v for (name, labels), v in samples.items() if name == "upstream_http_requests_total"}
+    callers = {dict(labels)["caller"]: v for (name, labels), v in samples.items()
+               if name == "upstream_http_requests_total"}
     assert callers == {"threaded": 1, "sync": 1, "other": 2}
     # upstream's own clock for each caller's calls, to set beside the receiver's client's
     timed = {dict(labels)["caller"]: v for (name, labels), v in samples.items()
              if name == "upstream_http_request_duration_seconds_count" and dict(labels)["route"] == "/work"}
     assert timed == {"threaded": 1, "sync": 1, "other": 2}
-    in_flight = {dict(labels)["caller"] for (name, labels), _ in samples.items() if name == "upstream_http_requests_in_flight"}
+    in_flight = {dict(labels)["caller"] for (name, labels), _ in samples.items()
+                 if name == "upstream_http_requests_in_flight"}
     assert in_flight == {*model.MODES, "other"}  # every caller's series, from the start
 
 

@@ -12,8 +12,8 @@ import time
 import pytest
 
 from lab.metrics import BUCKETS, MAX_SECONDS
-from tools.processes import Service, free_port, get
 from tests.conftest import Samples, eventually, require_tool, samples, scrape, value
+from tools.processes import Service, free_port, get
 
 UPSTREAM_SERIES = [
     "upstream_http_requests_total",
@@ -109,8 +109,8 @@ def test_metrics_hold_the_lab_series(lab, name, series):
 
 def test_metric_values_tell_the_story(lab):
     receiver = scrape(lab["receiver"].metrics_url)
-    assert value(receiver, "receiver_info", mode="async", threads="40", threadpool_tokens="40", pool_limit="100", requests_pool="10",
-                 server="uvicorn", workers="1", accept="one process",
+    assert value(receiver, "receiver_info", mode="async", threads="40", threadpool_tokens="40", pool_limit="100",
+                 requests_pool="10", server="uvicorn", workers="1", accept="one process",
                  upstream_url=lab["upstream"].url, upstream_timeout="130.0") == 1
     assert value(receiver, "receiver_http_requests_total", mode="async", route="/tasks/{name}", status="200") >= 3
     sender = samples(lab["sender_text"])

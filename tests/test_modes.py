@@ -12,9 +12,9 @@ import pytest
 
 from lab import model
 from lab.metrics import PROBE_INTERVAL
-from tools.processes import Service, get
 from sender.burst import Burst, run_burst
 from tests.conftest import scrape, value
+from tools.processes import Service, get
 
 N, D = 4, 0.5
 # Measured times may exceed the model by 20% plus a small constant (startup of a burst,
@@ -137,7 +137,8 @@ def test_burst_matches_the_model(mode, env, upstream, receiver_for):
     # The receiver counted the requests under its mode and the route template.
     counted = value(after, "receiver_http_requests_total", mode=mode, route="/tasks/{name}", status="200")
     assert counted == N
-    clients = {"sync": ["requests"], "async": ["aiohttp"], "mixed": ["aiohttp", "requests"], "threaded": ["requests"], "def": ["requests"]}
+    clients = {"sync": ["requests"], "async": ["aiohttp"], "mixed": ["aiohttp", "requests"],
+               "threaded": ["requests"], "def": ["requests"]}
     for client in clients[mode]:
         assert value(after, "receiver_upstream_call_duration_seconds_count", client=client, outcome="ok") == N
 

@@ -21,7 +21,8 @@ def test_a_burst_beyond_the_limit_gets_503s_at_once(start, tmp_path):
                      LOG_LEVEL="warning")
     assert json.loads(get(f"{receiver.url}/info")[1])["max_in_flight"] == 10
     out = tmp_path / "burst.json"
-    done = sender_once(receiver.url, timeout=60, args=("--json", str(out)), SENDER_CONCURRENCY="30", LOG_LEVEL="warning")
+    done = sender_once(receiver.url, timeout=60, args=("--json", str(out)), SENDER_CONCURRENCY="30",
+                       LOG_LEVEL="warning")
     results = json.loads(out.read_text())["targets"][0]["results"]
     assert len(results) == 30, done.stdout + done.stderr
     ok = [r["seconds"] for r in results if r["status"] == 200]

@@ -29,4 +29,6 @@ def test_every_requirement_is_pinned_and_agrees_with_the_constraints():
     assert len(files) == 5
     for path in files:
         for name, version in pins(path).items():
-            assert constraints.get(name) == version, f"{path}: {name}=={version}, constraints.txt: {constraints.get(name)}"
+            assert constraints.get(name) == version, (
+                f"{path}: {name}=={version}, constraints.txt: {constraints.get(name)}"
+            )

@@ -10,7 +10,8 @@ import pytest
 from bench import passthrough
 from lab import SEED_BODY
 from receiver.settings import Settings
-from tests.conftest import eventually, run_service as run, scrape
+from tests.conftest import eventually, scrape
+from tests.conftest import run_service as run
 from tools.processes import Service, get
 
 ACCESS_LINE = '"GET /tasks/task1 HTTP/1.1" 200'

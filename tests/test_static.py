@@ -11,6 +11,7 @@ import sys
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
 from lab import model
 from receiver.settings import Settings as ReceiverSettings
@@ -24,7 +25,8 @@ from upstream.settings import Settings as UpstreamSettings
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 CONTAINERS = {name: service for name, service in COMPOSE["services"].items() if "provider" not in service}
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
-SERVICES = {"upstream": UpstreamSettings, "receiver": ReceiverSettings, "sender": SenderSettings}
+SERVICES: dict[str, type[BaseSettings]] = {"upstream": UpstreamSettings, "receiver": ReceiverSettings,
+                                           "sender": SenderSettings}
 PYTHON_SERVICES = list(SERVICES)
 COMPARE = [f"receiver-{mode}" for mode in model.MODES] + ["sender-compare"]
 # Every compose service that runs a Python service's image, and which service's knobs it takes.

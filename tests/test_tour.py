@@ -90,16 +90,16 @@ def near(measured: float, expected: float, relative: float, absolute: float = 0.
 # check(reading, step, mode) -> problems (empty: the panel reads what happened). Every panel of the
 # dashboard has one (a test below checks it), so a new panel cannot go unchecked.
 
-Check = Callable[[Reading, Step, str], list[str]]
+Check = Callable[[Reading, Step, model.Mode], list[str]]
 
 
-def receiver_mode(r: Reading, step: Step, mode: str) -> list[str]:
+def receiver_mode(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     names = set(r.series("Receiver mode"))
     expected = {f"{m} · uvicorn ×1" for m in step.modes}
     return [] if names == expected else [f"Receiver mode shows {sorted(names)}, not {sorted(expected)}"]
 
 
-def last_burst(r: Reading, step: Step, mode: str) -> list[str]:
+def last_burst(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Last burst: measured vs model"
     expected = model.makespan(mode, N, D, step.caps)
     measured, predicted = r.one(title, f"{mode} measured")[-1], r.one(title, f"{mode} model")[-1]
@@ -107,7 +107,7 @@ def last_burst(r: Reading, step: Step, mode: str) -> list[str]:
     return problems + ([] if near(predicted, expected, 0, 0.001) else [f"{title}: {mode} model {predicted:.3f} s"])
 
 
-def upstream_at_once(r: Reading, step: Step, mode: str) -> list[str]:
+def upstream_at_once(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = next(t for t in r.panels if t.startswith("Upstream calls at once"))
     got, expected = r.one(title, f"from {mode}")[-1], model.upstream_concurrency(mode, N, step.caps)
     others = set(r.series(title)) - {f"from {m}" for m in step.modes}
@@ -115,38 +115,38 @@ def upstream_at_once(r: Reading, step: Step, mode: str) -> list[str]:
         ([f"{title}: lists modes not running: {sorted(others)}"] if others else [])
 
 
-def blocked_stat(r: Reading, step: Step, mode: str) -> list[str]:
+def blocked_stat(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = next(t for t in r.panels if t.startswith("Event loop blocked (longest"))
     return blocked_reads(title, r.one(title, mode)[-1], mode)
 
 
-def blocked_reads(title: str, value: float, mode: str) -> list[str]:
+def blocked_reads(title: str, value: float, mode: model.Mode) -> list[str]:
     if model.blocked_seconds(mode, N, D):
         return [] if value >= BLOCKED else [f"{title}: {mode} reads {value:.3f} s, not ≥ {BLOCKED:g} s"]
     return [] if value < 0.1 else [f"{title}: {mode} reads {value:.3f} s though nothing blocks it"]
 
 
-def top_culprit(r: Reading, step: Step, mode: str) -> list[str]:
+def top_culprit(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Top culprit (last minute)"
     names = {name for name in r.series(title) if name.startswith(f"{mode}: ")}
     expected = {f"{mode}: {CULPRIT if model.blocked_seconds(mode, N, D) else 'nothing blocked'}"}
     return [] if names == expected else [f"{title}: {mode} names {sorted(names)}, not {sorted(expected)}"]
 
 
-def makespan_graph(r: Reading, step: Step, mode: str) -> list[str]:
+def makespan_graph(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Burst makespan: measured vs model"
     expected = model.makespan(mode, N, D, step.caps)
     measured = peak(r.one(title, f"{mode} measured"))
     return [] if near(measured, expected, MAKESPAN, 0.1) else [f"{title}: {mode} measured {measured:.3f} s"]
 
 
-def requests_per_second(r: Reading, step: Step, mode: str) -> list[str]:
+def requests_per_second(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Requests per second"
     names = (f"sender → {mode}", f"receiver {mode}", f"upstream from {mode}")
     return [f"{title}: {name} never above 0" for name in names if peak(r.one(title, name)) <= 0]
 
 
-def in_flight(r: Reading, step: Step, mode: str) -> list[str]:
+def in_flight(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "In flight (peak over 5 s)"
     upstream, receiver = peak(r.one(title, f"upstream from {mode}")), peak(r.one(title, f"receiver {mode}"))
     expected = model.upstream_concurrency(mode, N, step.caps)
@@ -154,14 +154,14 @@ def in_flight(r: Reading, step: Step, mode: str) -> list[str]:
         ([] if receiver == (1 if mode == "sync" else N) else [f"{title}: receiver {mode} {receiver:g}"])
 
 
-def blocked_graph(r: Reading, step: Step, mode: str) -> list[str]:
+def blocked_graph(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Event loop blocked (peak over 5 s)"
     others = [f"{title}: {job} reads {peak(r.one(title, job)):.3f} s" for job in ("sender", "upstream")
               if peak(r.one(title, job)) >= 0.1]
     return blocked_reads(title, peak(r.one(title, f"receiver {mode}")), mode) + others
 
 
-def what_blocked(r: Reading, step: Step, mode: str) -> list[str]:
+def what_blocked(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "What blocked the loop"
     names = {name for name in r.series(title) if name.startswith(f"{mode}: ")}
     if model.blocked_seconds(mode, N, D):
@@ -171,18 +171,18 @@ def what_blocked(r: Reading, step: Step, mode: str) -> list[str]:
     return [] if names == {f"{mode}: none"} and peak(none) == 0 else [f"{title}: {mode} shows {sorted(names)}"]
 
 
-def offered(r: Reading, step: Step, mode: str) -> list[str]:
+def offered(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Offered vs achieved rate"
     offer, achieved = r.one(title, f"{mode} offered"), peak(r.one(title, f"{mode} achieved"))
     return ([] if set(offer) == {N / INTERVAL} else [f"{title}: {mode} offered {sorted(set(offer))}"]) + \
         ([] if 0 < achieved <= 1.2 * N / INTERVAL else [f"{title}: {mode} achieved {achieved:.3f}"])
 
 
-def answers(mode: str, caps: model.Caps) -> list[float]:
+def answers(mode: model.Mode, caps: model.Caps) -> list[float]:
     return model.completion_times(mode, N, D, caps)
 
 
-def sender_latency(r: Reading, step: Step, mode: str) -> list[str]:
+def sender_latency(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Latency from intended send time"
     times = answers(mode, step.caps)
     p50, p99 = r.one(title, f"p50 {mode}"), r.one(title, f"p99 {mode}")
@@ -193,13 +193,13 @@ def sender_latency(r: Reading, step: Step, mode: str) -> list[str]:
     return [] if near(peak(p99), max(times), TRUE, 0.05) else [f"{title}: p99 {mode} peaks at {peak(p99):.3f} s"]
 
 
-def dropped(r: Reading, step: Step, mode: str) -> list[str]:
+def dropped(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Dropped and late"
     return [f"{title}: {name} reads {peak(r.one(title, name)):g}/s" for name in (f"{mode} dropped", f"{mode} late")
             if peak(r.one(title, name)) != 0]
 
 
-def inside_receiver(r: Reading, step: Step, mode: str) -> list[str]:
+def inside_receiver(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Latency inside the receiver"
     p50, p99 = r.one(title, f"p50 {mode}"), r.one(title, f"p99 {mode}")
     if mode == "mixed" or (mode == "threaded" and step.caps.threads < N):
@@ -208,10 +208,10 @@ def inside_receiver(r: Reading, step: Step, mode: str) -> list[str]:
             for v in vs if not near(v, D, TRUE)]
 
 
-def clocks(r: Reading, step: Step, mode: str) -> list[str]:
+def clocks(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Upstream calls: the receiver's clock vs upstream's"
-    problems = [f"{title}: upstream's clock for {mode} reads {v:.3f} s" for v in r.one(title, f"p50 {mode}: upstream's clock")
-                if not near(v, D, TRUE)]
+    problems = [f"{title}: upstream's clock for {mode} reads {v:.3f} s"
+                for v in r.one(title, f"p50 {mode}: upstream's clock") if not near(v, D, TRUE)]
     clients = {"sync": ["requests"], "async": ["aiohttp"], "mixed": ["requests", "aiohttp"],
                "threaded": ["requests"], "def": ["requests"]}[mode]
     for client in clients:
@@ -229,7 +229,7 @@ def clocks(r: Reading, step: Step, mode: str) -> list[str]:
 POOL = {"sync": None, "async": "aiohttp", "mixed": "aiohttp", "threaded": "threads", "def": "anyio"}
 
 
-def pools(r: Reading, step: Step, mode: str) -> list[str]:
+def pools(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Pools: busy and waiting (peak over 5 s)"
     used = POOL[mode]
     cap = {"aiohttp": step.caps.pool_limit, "threads": step.caps.threads, "anyio": step.caps.tokens}.get(used or "", 0)
@@ -244,7 +244,7 @@ def pools(r: Reading, step: Step, mode: str) -> list[str]:
     return problems
 
 
-def loop_lag(r: Reading, step: Step, mode: str) -> list[str]:
+def loop_lag(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Event loop lag p99"
     lag = peak(r.one(title, f"receiver {mode}"))
     if model.blocked_seconds(mode, N, D):
@@ -252,13 +252,13 @@ def loop_lag(r: Reading, step: Step, mode: str) -> list[str]:
     return [] if lag < 0.1 else [f"{title}: {mode} peaks at {lag:.3f} s"]
 
 
-def errors(r: Reading, step: Step, mode: str) -> list[str]:
+def errors(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Errors: share of requests that failed"
     names = (f"sender → {mode}", f"receiver {mode} 5xx", f"upstream from {mode} 5xx")
     return [f"{title}: {name} reads {peak(r.one(title, name)):g}" for name in names if peak(r.one(title, name)) != 0]
 
 
-def scrape_health(r: Reading, step: Step, mode: str) -> list[str]:
+def scrape_health(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "Scrape health"
     jobs = {name.split()[0] for name in r.series(title)}
     down = [name for name, values in r.series(title).items() if min(values) != 1]
@@ -364,7 +364,8 @@ def run_step(lab: Lab, step: Step) -> Reading:
         lab.compose("down", timeout=300)
         lab.compose("--profile", "compare", "up", "-d", "--wait", "upstream", "prometheus", *COMPARE, timeout=300)
     else:  # README: RECEIVER_MODE=<mode> docker compose up -d (the tour waits for it)
-        lab.compose("up", "-d", "--wait", *SERVICES, timeout=300, **step.env)
+        # check= named (its default): the step's variables can then only be compose's **env
+        lab.compose("up", "-d", "--wait", *SERVICES, timeout=300, check=True, **step.env)
     done = bursts_done(lab, step.modes)
     first = after_bursts(lab, step.modes, 1, done)  # the first burst may have met the receiver restarting
     end = scraped_after(lab, after_bursts(lab, step.modes, 1, done + 1))

@@ -58,8 +58,8 @@ def test_the_master_serves_every_workers_counts(workers, tmp_path):
     info = json.loads(get(f"{receiver.url}/info")[1])
     assert (info["server"], info["workers"]) == ("gunicorn", 4)
     before = scrape(receiver.metrics_url)
-    assert value(before, "receiver_info", mode="async", server="gunicorn", workers="4", accept="shared", threads="40", threadpool_tokens="40",
-                 pool_limit="100", requests_pool="10", upstream_url=info["upstream_url"],
+    assert value(before, "receiver_info", mode="async", server="gunicorn", workers="4", accept="shared", threads="40",
+                 threadpool_tokens="40", pool_limit="100", requests_pool="10", upstream_url=info["upstream_url"],
                  upstream_timeout="130.0") == 1.0
 
     assert len(burst(receiver, 200)) == 200
@@ -90,7 +90,8 @@ def test_sync_workers_serve_side_by_side_and_metrics_answer_while_all_block(work
         started = time.monotonic()
         seen = scrape(receiver.metrics_url, timeout=2)
         took = time.monotonic() - started
-        if value(seen, "receiver_http_requests_in_flight") >= 2 and value(seen, "receiver_event_loop_blocked_seconds") > 0.2:
+        if (value(seen, "receiver_http_requests_in_flight") >= 2
+                and value(seen, "receiver_event_loop_blocked_seconds") > 0.2):
             return seen, took
         return None
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboards
@@ -147,7 +148,8 @@ WAITING = (
         "(sync), on N at once for one that does not (async, threaded, def). Peaks over the last "
         "5 s, kept by each service between scrapes: a burst cannot fall between two.",
         "short",
-        (Query(now(f'max by (caller) {fresh("upstream_http_requests_in_flight_peak")}', "caller"), "upstream from {{caller}}"),
+        (Query(now(f'max by (caller) {fresh("upstream_http_requests_in_flight_peak")}', "caller"),
+               "upstream from {{caller}}"),
          Query(f"max by (mode) ({by_mode('receiver_http_requests_in_flight_peak')})", "receiver {{mode}}")),
     ),
     Graph(
@@ -285,7 +287,8 @@ requests (or, with `SENDER_RATE`, a steady open-loop rate); the receiver calls u
 |---|---|---|---|
 """ + "\n".join(
     f"| `{mode}` | {FORMULAS[mode]} | {'1' if mode == 'sync' else 'N'} | {CAPACITY_FORMULAS[mode]} |" for mode in MODES
-) + "\n\nL: connector limit, T: threads, K: anyio's thread-pool tokens (see `/info`). Each panel's ⓘ says what it teaches."
+) + ("\n\nL: connector limit, T: threads, K: anyio's thread-pool tokens (see `/info`). "
+     "Each panel's ⓘ says what it teaches.")
 
 
 # A receiver's mode (and how it is served) that was not there ANNOTATION_WINDOW ago: a new
@@ -345,7 +348,8 @@ FIRST_ROW = (
     Stat(
         f"Event loop blocked (longest, last {STAT_WINDOW})",
         f"The longest each running receiver's loop kept its 50 ms probe waiting over the last {STAT_WINDOW}, "
-        "a block going on included: about D (or more, back to back) where requests blocks it, a few ms where nothing does.",
+        "a block going on included: about D (or more, back to back) where requests blocks it, "
+        "a few ms where nothing does.",
         "s",
         # The join inside the window (a subquery): a receiver that stopped within it, at the address
         # the new one took, is counted under its own mode, not the new one's.
@@ -407,7 +411,8 @@ class PrometheusAnnotation(schema.AnnotationQuery):
 
 
 class PrometheusAnnotationBuilder(dashboards.AnnotationQuery):
-    """The SDK's AnnotationQuery builder (name, datasource, enable, icon_color, expr), building a PrometheusAnnotation."""
+    """The SDK's AnnotationQuery builder (name, datasource, enable, icon_color, expr),
+    building a PrometheusAnnotation."""
 
     _internal: PrometheusAnnotation
 

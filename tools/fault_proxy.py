@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import struct
 import threading
@@ -147,7 +148,7 @@ class FaultProxy:
         async with server:
             await self._stop.wait()
 
-    def __enter__(self) -> "FaultProxy":
+    def __enter__(self) -> FaultProxy:
         self._thread = threading.Thread(target=lambda: asyncio.run(self.serve()), name="fault-proxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
@@ -176,10 +177,8 @@ def main() -> None:
         print(f"fault proxy: {proxy.url} -> {args.upstream}, fault={args.fault}", flush=True)
         await task
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -91,7 +91,7 @@ NAMED_COLORS = {"green": "#73BF69", "red": "#F2495C", "yellow": "#FADE2A", "oran
                 "purple": "#B877D9", "text": INK, "transparent": CARD}
 # Characters the drawing font (DejaVu) lacks, and what stands in for them
 GLYPH_FALLBACKS = {"ⓘ": "(i)"}
-DEFAULT_THRESHOLDS = ({"color": "green", "value": None}, {"color": "red", "value": 80})
+DEFAULT_THRESHOLDS: tuple[dict[str, Any], ...] = ({"color": "green", "value": None}, {"color": "red", "value": 80})
 
 
 # ---- Grafana's variables ---------------------------------------------------------------------------
@@ -368,10 +368,7 @@ def fixed(value: float, decimals: int | None = None) -> str:
     if not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
     if decimals is None:
-        if value == int(value):
-            decimals = 0
-        else:
-            decimals = min(6, max(0, 1 - math.floor(math.log10(abs(value)))))
+        decimals = 0 if value == int(value) else min(6, max(0, 1 - math.floor(math.log10(abs(value)))))
     text = f"{value:.{decimals}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
@@ -517,14 +514,14 @@ class Box:
     width: float
     height: float
 
-    def inset(self, left: float = 0, top: float = 0, right: float = 0, bottom: float = 0) -> "Box":
+    def inset(self, left: float = 0, top: float = 0, right: float = 0, bottom: float = 0) -> Box:
         return Box(self.left + left, self.top + top, max(0.05, self.width - left - right),
                    max(0.05, self.height - top - bottom))
 
-    def rect(self, fig_width: float, fig_height: float) -> list[float]:
-        """[left, bottom, width, height] in figure fractions, for add_axes."""
-        return [self.left / fig_width, 1 - (self.top + self.height) / fig_height, self.width / fig_width,
-                self.height / fig_height]
+    def rect(self, fig_width: float, fig_height: float) -> tuple[float, float, float, float]:
+        """(left, bottom, width, height) in figure fractions, for add_axes."""
+        return (self.left / fig_width, 1 - (self.top + self.height) / fig_height, self.width / fig_width,
+                self.height / fig_height)
 
 
 def panel_box(panel: Mapping[str, Any]) -> Box:
@@ -607,9 +604,9 @@ def with_gaps(points: Sequence[Point], step: float) -> tuple[list[datetime], lis
     times, values = [], []
     for i, (t, v) in enumerate(points):
         if i and t - points[i - 1][0] > step * 1.5:
-            times.append(datetime.fromtimestamp((t + points[i - 1][0]) / 2, timezone.utc))
+            times.append(datetime.fromtimestamp((t + points[i - 1][0]) / 2, UTC))
             values.append(math.nan)
-        times.append(datetime.fromtimestamp(t, timezone.utc))
+        times.append(datetime.fromtimestamp(t, UTC))
         values.append(v if math.isfinite(v) else math.nan)
     return times, values
 
@@ -617,10 +614,10 @@ def with_gaps(points: Sequence[Point], step: float) -> tuple[list[datetime], lis
 def style_time_axes(ax: Any, window: Window, unit: str | None) -> None:
     from matplotlib import dates, ticker
 
-    ax.set_xlim(datetime.fromtimestamp(window.start, timezone.utc), datetime.fromtimestamp(window.end, timezone.utc))
-    ax.xaxis.set_major_locator(dates.AutoDateLocator(tz=timezone.utc, minticks=3, maxticks=7))
+    ax.set_xlim(datetime.fromtimestamp(window.start, UTC), datetime.fromtimestamp(window.end, UTC))
+    ax.xaxis.set_major_locator(dates.AutoDateLocator(tz=UTC, minticks=3, maxticks=7))
     ax.xaxis.set_major_formatter(dates.DateFormatter("%H:%M" if window.seconds <= 86400 else "%m-%d %H:%M",
-                                                     tz=timezone.utc))
+                                                     tz=UTC))
     ax.yaxis.set_major_locator(ticker.MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]))
     ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: format_value(value, unit)))
     ax.tick_params(labelsize=7, colors=MUTED, length=2)
@@ -776,7 +773,7 @@ def draw_panel(canvas: Canvas, data: PanelData, window: Window) -> None:
 
 
 def utc(at: float, fmt: str) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).strftime(fmt)
+    return datetime.fromtimestamp(at, UTC).strftime(fmt)
 
 
 def header(title: str, prometheus: str, window: Window) -> str:
@@ -833,7 +830,7 @@ def lab_intervals(prometheus_config: Path = PROMETHEUS_CONFIG,
     config = yaml.safe_load(prometheus_config.read_text())
     scrape = parse_duration(config.get("global", {}).get("scrape_interval", "1m"))  # Prometheus's default
     sources = yaml.safe_load(datasources.read_text()).get("datasources", [])
-    source = next((s for s in sources if s.get("type") == "prometheus"), {})
+    source: dict[str, Any] = next((s for s in sources if s.get("type") == "prometheus"), {})
     interval = (source.get("jsonData") or {}).get("timeInterval")
     return scrape, parse_duration(interval) if interval else 0.001  # unset: Grafana's 1 ms low limit
 

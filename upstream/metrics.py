@@ -8,7 +8,9 @@ from lab.model import MODES
 CALLERS = (*MODES, "other")
 
 REQUESTS = Counter(
-    "upstream_http_requests_total", "Requests answered by upstream, by the caller's mode.", ["route", "status", "caller"]
+    "upstream_http_requests_total",
+    "Requests answered by upstream, by the caller's mode.",
+    ["route", "status", "caller"],
 )
 DURATION = Histogram(
     "upstream_http_request_duration_seconds",
@@ -19,7 +21,8 @@ DURATION = Histogram(
 )
 IN_FLIGHT = InFlightBy(
     "upstream_http_requests_in_flight",
-    "/work requests upstream is working on, by the caller's mode: 1 at a time from a receiver that blocks, N from one that does not.",
+    "/work requests upstream is working on, by the caller's mode: 1 at a time from a receiver that blocks, "
+    "N from one that does not.",
     "caller",
     CALLERS,
 )

@@ -16,7 +16,7 @@ class Settings(ServiceSettings):
     upstream_max_delay: PositiveSeconds = 120.0  # the longest delay a caller may ask for
 
     @model_validator(mode="after")
-    def _default_within_max(self) -> "Settings":
+    def _default_within_max(self) -> Settings:
         if self.upstream_delay > self.upstream_max_delay:
             raise ValueError(
                 f"UPSTREAM_DELAY={self.upstream_delay:g} is above "

@@ -21,5 +21,5 @@ async def answer(request: web.Request) -> web.Response:
 if __name__ == "__main__":
     app = web.Application()
     app.router.add_get("/{tail:.*}", answer)  # /healthz included
-    web.run_app(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ["PORT"]), access_log=None, print=None,
-                loop=uvloop.new_event_loop())
+    web.run_app(app, host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ["PORT"]), access_log=None,
+                print=None, loop=uvloop.new_event_loop())
