@@ -7,7 +7,7 @@ time series over a range). Each panel's values are checked against the model wit
 tolerances below: what the README promises for that step. The lab runs as .env sets it
 (N = 5 requests every 10 s, D = 1 s); only the host ports differ.
 
-Slow (about 6 minutes): marked `tour`, run by `make tour` and by CI beside `make test`.
+Slow (about 4 minutes): marked `tour`, run by `make tour` and by CI beside `make test`.
 """
 
 from __future__ import annotations

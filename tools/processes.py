@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 _HANDED_OUT: set[int] = set()
 
 
+# Under pytest-xdist each worker takes only the ports of its own residue class, so that two
+# workers never hand out the same port between its release by bind(0) and its use.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
 def free_port() -> int:
-    """A free loopback port, never one this process handed out before.
+    """A free loopback port, never one this process (or another test worker) handed out before.
 
     The kernel may give a port it just released to the next bind(0), so two calls in a row
     can return the same port (seen: a receiver's PORT and METRICS_PORT alike).
@@ -30,7 +36,7 @@ def free_port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
+        if port not in _HANDED_OUT and port % _WORKERS == _WORKER:
             _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free loopback port that was not handed out already")
