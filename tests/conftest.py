@@ -139,3 +139,23 @@ def prometheus_for(tmp_path):
     for process in processes:
         process.terminate()
         process.wait(10)
+
+
+@pytest.fixture
+def scraped_lab(start, prometheus_for, tmp_path) -> Iterator[Callable[[str], str]]:
+    """scraped_lab(mode) -> the URL of a Prometheus scraping upstream (D = 0.2 s), a receiver in
+    that mode and a sender bursting 3 requests every second (60 bursts at most)."""
+    senders: list[Service] = []
+
+    def _lab(mode: str) -> str:
+        upstream = start("upstream", UPSTREAM_DELAY="0.2")
+        receiver = start("receiver", RECEIVER_MODE=mode, UPSTREAM_URL=upstream.url)
+        sender = Service("sender", {"RECEIVER_URL": receiver.url, "SENDER_CONCURRENCY": "3", "SENDER_INTERVAL": "1",
+                                    "SENDER_BURSTS": "60"}, tmp_path / "sender.log").start()
+        senders.append(sender)
+        return prometheus_for({"sender": sender.metrics_port, "receiver": receiver.metrics_port,
+                               "upstream": upstream.metrics_port})
+
+    yield _lab
+    for sender in senders:
+        sender.stop()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from tools import snapshot
-from tools.processes import ROOT, Service
+from tools.processes import ROOT
 from tools.snapshot import Series, Window, interpolate, legend, variables
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -192,29 +192,21 @@ def about_receiver_and_upstream(dashboard: dict) -> list[dict]:
     return chosen
 
 
-def test_a_snapshot_of_a_real_prometheus(start, prometheus_for, tmp_path, capsys):
-    upstream = start("upstream", UPSTREAM_DELAY="0.2")
-    receiver = start("receiver", RECEIVER_MODE="async", UPSTREAM_URL=upstream.url)
-    sender = Service("sender", {"RECEIVER_URL": receiver.url, "SENDER_CONCURRENCY": "3", "SENDER_INTERVAL": "1",
-                                "SENDER_BURSTS": "60"}, tmp_path / "sender.log").start()
-    try:
-        prometheus = prometheus_for({"sender": sender.metrics_port, "receiver": receiver.metrics_port,
-                                     "upstream": upstream.metrics_port})
-        dashboard = json.loads((ROOT / "grafana/dashboards/lab.json").read_text())
-        wanted = about_receiver_and_upstream(dashboard)
-        assert len(wanted) >= 5, [p["title"] for p in wanted]
-        source, lacking, deadline = snapshot.Prometheus(prometheus), ["?"], time.monotonic() + 30
-        while lacking:  # until every such panel has data (the first scrapes, a rate's two samples)
-            assert time.monotonic() < deadline, f"no data within 30 s: {lacking}"
-            now = time.time()
-            window = Window(now - 120, now, SCRAPE, MIN_INTERVAL)
-            lacking = [p["title"] for p in wanted if not snapshot.fetch(p, source, window).has_data]
-            if lacking:
-                time.sleep(0.5)
-        out = tmp_path / "dashboard.png"
-        code = snapshot.main(["--prometheus", prometheus, "--minutes", "2", "--out", str(out), "--require-data"])
-    finally:
-        sender.stop()
+def test_a_snapshot_of_a_real_prometheus(scraped_lab, tmp_path, capsys):
+    prometheus = scraped_lab("async")
+    dashboard = json.loads((ROOT / "grafana/dashboards/lab.json").read_text())
+    wanted = about_receiver_and_upstream(dashboard)
+    assert len(wanted) >= 5, [p["title"] for p in wanted]
+    source, lacking, deadline = snapshot.Prometheus(prometheus), ["?"], time.monotonic() + 30
+    while lacking:  # until every such panel has data (the first scrapes, a rate's two samples)
+        assert time.monotonic() < deadline, f"no data within 30 s: {lacking}"
+        now = time.time()
+        window = Window(now - 120, now, SCRAPE, MIN_INTERVAL)
+        lacking = [p["title"] for p in wanted if not snapshot.fetch(p, source, window).has_data]
+        if lacking:
+            time.sleep(0.5)
+    out = tmp_path / "dashboard.png"
+    code = snapshot.main(["--prometheus", prometheus, "--minutes", "2", "--out", str(out), "--require-data"])
     captured = capsys.readouterr()
     assert out.read_bytes().startswith(PNG) and captured.out.splitlines()[-1] == str(out)
     named = {line.removeprefix("no data: ") for line in captured.err.splitlines()}
