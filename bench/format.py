@@ -6,7 +6,7 @@ Every number may be missing (None): it prints as "—". ∞ prints as "∞".
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,26 +78,20 @@ def share(value: float | None) -> str:
     return "0%" if x == 0 else f"{x:.1%}"
 
 
-def percent(value: float | None) -> str:
-    """A share as a whole percentage: 99%."""
-    x = _num(value)
-    return DASH if x is None else f"{x:.0%}"
+def _plain(spec: str) -> Callable[[float | None], str]:
+    """A formatter that writes a number with the format spec, and DASH for no number."""
+
+    def write(value: float | None) -> str:
+        x = _num(value)
+        return DASH if x is None else format(x, spec)
+
+    return write
 
 
-def count(value: float | None) -> str:
-    x = _num(value)
-    return DASH if x is None else f"{x:,.0f}"
-
-
-def knob(value: float | None) -> str:
-    """A knob's value as typed: 1, 0.25, 120."""
-    x = _num(value)
-    return DASH if x is None else f"{x:g}"
-
-
-def megabytes(value: float | None) -> str:
-    x = _num(value)
-    return DASH if x is None else f"{x:.0f}"
+percent = _plain(".0%")  # a share as a whole percentage: 99%
+count = _plain(",.0f")  # 12,345
+knob = _plain("g")  # a knob's value as typed: 1, 0.25, 120
+megabytes = _plain(".0f")
 
 
 def vs(measured: str, model: str) -> str:

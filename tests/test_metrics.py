@@ -143,14 +143,18 @@ def test_metrics_answer_while_sync_mode_blocks_the_loop(upstream, receiver_for):
     calls = [threading.Thread(target=get, args=(f"{receiver.url}/tasks/task{i}?delay=1", 10)) for i in (1, 2)]
     for call in calls:
         call.start()
-    time.sleep(0.5)  # now the loop sits in a blocking requests call
-    started = time.monotonic()
-    samples = scrape(receiver.metrics_url, timeout=1.0)
-    took = time.monotonic() - started
+
+    def scrape_while_blocked() -> tuple[Samples, float] | None:
+        """A scrape, and how long it took, once the loop sits in a blocking requests call."""
+        started = time.monotonic()
+        found = scrape(receiver.metrics_url, timeout=1.0)
+        took = time.monotonic() - started
+        return (found, took) if value(found, "receiver_event_loop_blocked_seconds") > 0.2 else None
+
+    samples, took = eventually(scrape_while_blocked, 5, "a scrape while the loop is blocked")
     for call in calls:
         call.join()
     assert took < 1.0
-    assert value(samples, "receiver_event_loop_blocked_seconds") > 0.2
     assert value(samples, "receiver_http_requests_in_flight") == 1
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 
 import aiohttp
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from lab import model
 from lab.metrics import PROBE_INTERVAL
 from sender.burst import Burst, run_burst
-from tests.conftest import scrape, value
+from tests.conftest import eventually, scrape, value
 from tools.processes import Service, get
 
 N, D = 4, 0.5
@@ -75,7 +74,9 @@ def test_burst_matches_the_model(mode, env, upstream, receiver_for):
     before = scrape(receiver.metrics_url)
 
     result = burst(receiver)
-    time.sleep(0.2)  # let the lag probe record the last stall
+    # until the probe has woken since the last stall (its due time is fresh), so its lag is recorded
+    eventually(lambda: value(scrape(receiver.metrics_url), "receiver_event_loop_blocked_seconds") < PROBE_INTERVAL,
+               5, "the loop probe awake after the burst")
 
     assert [r.status for r in result.results] == [200] * N
     predicted = model.completion_times(mode, N, D, caps)
