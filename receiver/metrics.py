@@ -6,10 +6,9 @@ request. HttpMetrics keeps the three HTTP series (requests, their duration, in f
 one object that the middleware calls twice a request: one count per bucket per (route,
 status), from which both the counter and the histogram are served, and no lock, since only
 the event loop writes them. The upstream-call histogram takes a lock: in threaded mode
-several threads write it. Measured with bench.passthrough (RECEIVER_METRICS on and off,
-async mode at zero delay), metrics cost about 7% of the receiver's CPU per request with
-prometheus-client's calls, and 3.4% with these (side by side on one core; README, "What the
-receiver costs per request"); bench.instructions counts the same in instructions.
+several threads write it. What they cost is measured by bench.passthrough (RECEIVER_METRICS
+on and off, side by side) and bench.instructions: docs/performance.md, "What the receiver
+costs per request".
 
 Nothing is made at import: create_app builds a ReceiverMetrics for its app, and hands each
 part to what writes it (the middleware, the clients, the culprit watcher, the loop probe).
