@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dashboards
@@ -44,8 +44,8 @@ class Query:
 
 
 @dataclass(frozen=True)
-class Graph:
-    """A time series panel: what it teaches (its ⓘ), one unit for its one axis, its queries."""
+class Panel:
+    """A panel: its title, what it teaches (its ⓘ), one unit for its one axis, its queries."""
 
     title: str
     description: str
@@ -56,16 +56,16 @@ class Graph:
 
 
 @dataclass(frozen=True)
-class Stat:
+class Graph(Panel):
+    """A time series panel."""
+
+
+@dataclass(frozen=True)
+class Stat(Panel):
     """A stat panel of the first row, read at the dashboard's end time (instant queries)."""
 
-    title: str
-    description: str
-    unit: str
-    queries: tuple[Query, ...]
-    text_mode: str  # Grafana's: name | value | value_and_name
     width: int = 4
-    no_value: str | None = None
+    text_mode: str = "value_and_name"  # Grafana's: name | value | value_and_name
 
 
 # What runs now: receiver_info of every receiver scraped within the last FRESH seconds (a
@@ -94,6 +94,11 @@ def now(expr: str, label: str = "mode") -> str:
     """expr's series whose `label` (mode, or upstream's caller) names a receiver that runs now: a
     sender's or upstream's series of a mode that stopped runs on at 0, and is not shown."""
     return f"({expr}) and on ({label}) {CALLERS_NOW if label == 'caller' else MODES_NOW}"
+
+
+def sender_gauge(metric: str) -> str:
+    """A sender's gauge per mode, for the modes running now (several senders: the highest)."""
+    return now(f"max by (mode) {fresh(metric)}")
 
 
 def by_mode(expr: str) -> str:
@@ -125,8 +130,8 @@ MAKESPAN = (
         "from the receiver's mode and caps. sync: N·D, async: D, mixed: (N+1)·D. A burst that "
         "did not reach its receiver (restarting) has no makespan: it counts in sender_bursts_failed_total.",
         "s",
-        (Query(now(f'max by (mode) {fresh("sender_burst_makespan_seconds")}'), "{{mode}} measured"),
-         Query(now(f'max by (mode) {fresh("sender_burst_predicted_makespan_seconds")}'), "{{mode}} model")),
+        (Query(sender_gauge("sender_burst_makespan_seconds"), "{{mode}} measured"),
+         Query(sender_gauge("sender_burst_predicted_makespan_seconds"), "{{mode}} model")),
         width=12,
     ),
     Graph(
@@ -178,8 +183,8 @@ OPEN_LOOP = (
         "per second it gets back. Above a mode's capacity (sync 1/D, async L/D, threaded T/D, def K/D) "
         "achieved stays at the capacity and the rest queues or is dropped.",
         "reqps",
-        (Query(now(f'max by (mode) {fresh("sender_offered_requests_per_second")}'), "{{mode}} offered"),
-         Query(now(f'max by (mode) {fresh("sender_achieved_requests_per_second")}'), "{{mode}} achieved")),
+        (Query(sender_gauge("sender_offered_requests_per_second"), "{{mode}} offered"),
+         Query(sender_gauge("sender_achieved_requests_per_second"), "{{mode}} achieved")),
     ),
     Graph(
         "Latency from intended send time",
@@ -322,16 +327,16 @@ FIRST_ROW = (
         "or gunicorn with RECEIVER_WORKERS uvicorn workers (its receiver_info metric).",
         "none",
         (Query(f"max by (mode, server, workers) {RUNNING}", "{{mode}} · {{server}} ×{{workers}}"),),
-        "name",
+        text_mode="name",
         no_value="no receiver is up",
     ),
     Stat(
         "Last burst: measured vs model",
         "The last burst's makespan to each running mode, and what lab/model.py predicts for it.",
         "s",
-        (Query(now(f'max by (mode) {fresh("sender_burst_makespan_seconds")}'), "{{mode}} measured"),
-         Query(now(f'max by (mode) {fresh("sender_burst_predicted_makespan_seconds")}'), "{{mode}} model")),
-        "value_and_name",
+        (Query(sender_gauge("sender_burst_makespan_seconds"), "{{mode}} measured"),
+         Query(sender_gauge("sender_burst_predicted_makespan_seconds"), "{{mode}} model")),
+        text_mode="value_and_name",
         no_value="no burst has reached a receiver yet",
     ),
     Stat(
@@ -342,7 +347,7 @@ FIRST_ROW = (
         "short",
         (Query(now(f"max by (caller) (max_over_time(upstream_http_requests_in_flight_peak[{STAT_WINDOW}]))", "caller"),
                "from {{caller}}"),),
-        "value_and_name",
+        text_mode="value_and_name",
         no_value="no receiver is up",
     ),
     Stat(
@@ -355,7 +360,7 @@ FIRST_ROW = (
         # the new one took, is counted under its own mode, not the new one's.
         (Query(now(f"max by (mode) (max_over_time(({by_mode('receiver_event_loop_blocked_peak_seconds')})"
                    f"[{STAT_WINDOW}:{SCRAPE_INTERVAL}]))"), "{{mode}}"),),
-        "value_and_name",
+        text_mode="value_and_name",
         no_value="no receiver is up",
     ),
     Stat(
@@ -367,7 +372,7 @@ FIRST_ROW = (
                f"(increase(receiver_event_loop_block_seconds_total[{CULPRIT_WINDOW}])) > 0) and on (mode) {MODES_NOW} "
                f'or on (mode) label_replace({MODES_NOW} * 0, "culprit", "nothing blocked", "", "")',
                "{{mode}}: {{culprit}}"),),
-        "name",
+        text_mode="name",
         width=8,
         no_value="no receiver is up",
     ),
@@ -391,71 +396,49 @@ PanelBuilder = Builder[schema.Panel]
 AnyPanel = TypeVar("AnyPanel", stats.Panel, timeseries.Panel, texts.Panel)
 
 
+# The keys of an annotation that Grafana's Prometheus datasource reads beside those the SDK models.
+PROMETHEUS_ANNOTATION_KEYS = ("step", "titleFormat", "tagKeys", "textFormat", "useValueForTime")
+
+
 class PrometheusAnnotation(schema.AnnotationQuery):
     """An annotation query that Grafana's Prometheus datasource runs. The SDK's AnnotationQuery models only
     the fields every datasource shares: the ones Prometheus reads are added here, the way the SDK's
     custom-query example adds a query type (a model with its to_json, and its builder)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prometheus: dict[str, object]) -> None:
         super().__init__()
-        self.step: str | None = None
-        self.title_format: str | None = None
-        self.tag_keys: str | None = None
-        self.text_format: str | None = None
-        self.use_value_for_time: bool | None = None
+        self.prometheus = prometheus
 
     def to_json(self) -> dict[str, object]:
-        prometheus_fields = {"step": self.step, "titleFormat": self.title_format, "tagKeys": self.tag_keys,
-                             "textFormat": self.text_format, "useValueForTime": self.use_value_for_time}
-        return {**super().to_json(), **{k: v for k, v in prometheus_fields.items() if v is not None}}
+        return {**super().to_json(), **self.prometheus}
 
 
 class PrometheusAnnotationBuilder(dashboards.AnnotationQuery):
-    """The SDK's AnnotationQuery builder (name, datasource, enable, icon_color, expr),
-    building a PrometheusAnnotation."""
+    """The SDK's AnnotationQuery builder (name, datasource, enable, icon_color, expr), building a
+    PrometheusAnnotation with the Prometheus fields it is given."""
 
     _internal: PrometheusAnnotation
 
-    def __init__(self) -> None:
-        self._internal = PrometheusAnnotation()
+    def __init__(self, prometheus: dict[str, object]) -> None:
+        self._internal = PrometheusAnnotation(prometheus)
 
     def build(self) -> PrometheusAnnotation:
         return self._internal
 
-    def step(self, step: str) -> Self:
-        self._internal.step = step
-        return self
-
-    def title_format(self, title_format: str) -> Self:
-        self._internal.title_format = title_format
-        return self
-
-    def tag_keys(self, tag_keys: str) -> Self:
-        self._internal.tag_keys = tag_keys
-        return self
-
-    def text_format(self, text_format: str) -> Self:
-        self._internal.text_format = text_format
-        return self
-
-    def use_value_for_time(self, use_value_for_time: bool) -> Self:
-        self._internal.use_value_for_time = use_value_for_time
-        return self
-
 
 def annotation(spec: dict[str, Any]) -> PrometheusAnnotationBuilder:
-    """One of ANNOTATIONS through the SDK's builder. A key with no setter here is refused, never dropped."""
-    a = PrometheusAnnotationBuilder()
+    """One of ANNOTATIONS through the SDK's builder. A key with no place here is refused, never dropped."""
+    a = PrometheusAnnotationBuilder({key: spec[key] for key in PROMETHEUS_ANNOTATION_KEYS if key in spec})
     setters: dict[str, Callable[[Any], object]] = {
         "name": a.name, "datasource": lambda ref: a.datasource(datasource(ref)), "enable": a.enable,
-        "iconColor": a.icon_color, "expr": a.expr, "step": a.step, "titleFormat": a.title_format,
-        "tagKeys": a.tag_keys, "textFormat": a.text_format, "useValueForTime": a.use_value_for_time,
+        "iconColor": a.icon_color, "expr": a.expr,
     }
-    unknown = sorted(set(spec) - set(setters))
+    unknown = sorted(set(spec) - set(setters) - set(PROMETHEUS_ANNOTATION_KEYS))
     if unknown:
         raise ValueError(f"annotation {spec.get('name')!r}: tools/dashboard.py has no SDK setter for {unknown}")
     for key, value in spec.items():
-        setters[key](value)
+        if key in setters:
+            setters[key](value)
     return a
 
 
