@@ -21,13 +21,16 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
+def _special(x: float | None) -> str | None:
+    """How a missing or infinite number is written (None: it is neither)."""
+    return DASH if x is None else "∞" if math.isinf(x) else None
+
+
 def seconds(value: float | None) -> str:
     """Seconds: at least 3 significant digits, 2 decimals from 1 s up (10.02), "—" if missing."""
     x = _num(value)
-    if x is None:
-        return DASH
-    if math.isinf(x):
-        return "∞"
+    if x is None or math.isinf(x):
+        return _special(x) or DASH
     size = abs(x)
     if size == 0:
         return "0"
@@ -43,10 +46,8 @@ def seconds(value: float | None) -> str:
 def rate(value: float | None) -> str:
     """Requests per second: whole numbers from 100 up (4,300), 3 significant digits below (0.450)."""
     x = _num(value)
-    if x is None:
-        return DASH
-    if math.isinf(x):
-        return "∞"
+    if x is None or math.isinf(x):
+        return _special(x) or DASH
     return f"{x:,.0f}" if abs(x) >= 100 else f"{x:#.3g}"
 
 
