@@ -236,11 +236,15 @@ def pools(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     problems = []
     for pool in ("aiohttp", "threads", "anyio"):
         at_once = min(N, cap) if pool == used else 0
-        expected = {"busy": at_once, "waiting": N - at_once if pool == used else 0}
-        for kind, value in expected.items():
+        expected = {"busy": {at_once}, "waiting": {N - at_once if pool == used else 0}}
+        if pool == "aiohttp" and pool != used:
+            # The receiver's /info asks upstream's /info through its aiohttp session, once per burst
+            # (the sender asks /info before each): a probe tick may see that one connection busy.
+            expected["busy"] = {0, 1}
+        for kind, values in expected.items():
             got = peak(r.one(title, f"{mode} {pool} {kind}"))
-            if got != value:
-                problems.append(f"{title}: {mode} {pool} {kind} peaks at {got:g}, not {value}")
+            if got not in values:
+                problems.append(f"{title}: {mode} {pool} {kind} peaks at {got:g}, not {sorted(values)}")
     return problems
 
 

@@ -227,7 +227,8 @@ LATENCY = (
         "threaded mode's threads (RECEIVER_THREADS, T), def mode's anyio tokens (RECEIVER_THREADPOOL_TOKENS, K) "
         "and aiohttp's connections (RECEIVER_POOL_LIMIT, L): the most in use, and the most calls waiting for "
         "one, over the last 5 s. Waiting above 0 means the cap is hit: a burst of N > T takes ⌈N/T⌉·D "
-        "(try RECEIVER_THREADS=2 with N = 5).",
+        "(try RECEIVER_THREADS=2 with N = 5). aiohttp also carries the receiver's /info call to upstream "
+        "(one a burst: the sender asks /info first), so it may read 1 in any mode.",
         "short",
         (Query(f"max by (mode, pool) ({by_mode('receiver_pool_busy_peak')})", "{{mode}} {{pool}} busy"),
          Query(f"max by (mode, pool) ({by_mode('receiver_pool_waiting_peak')})", "{{mode}} {{pool}} waiting")),
