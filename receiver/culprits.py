@@ -32,6 +32,9 @@ SAMPLE_INTERVAL = 0.05  # seconds between two looks at the probe (and stack samp
 OTHER = "other"  # the culprit of every block once LOOP_CULPRITS_MAX names are taken
 UNKNOWN = "unknown"  # the loop thread had no Python frame when sampled
 OWN_PACKAGES = ("receiver", "lab")
+# The receiver's code that runs inside a library's call: requests' deadline (an HTTPAdapter's
+# connection class). A sample taken there blames the call the handler made, not the hook.
+INSIDE_LIBRARIES = ("receiver.deadline",)
 # The event loop's own frames: a stack that ends in one of these is the loop between callbacks
 # (uvloop runs them in C), catching up after a block: nobody's code to blame.
 LOOP_FRAMES = {"asyncio.runners.Runner.run", "asyncio.runners.run", "asyncio.base_events.BaseEventLoop.run_forever",
@@ -45,7 +48,8 @@ def where(frame: FrameType) -> str:
 
 
 def is_own(frame: FrameType) -> bool:
-    return str(frame.f_globals.get("__name__", "")).split(".")[0] in OWN_PACKAGES
+    module = str(frame.f_globals.get("__name__", ""))
+    return module.split(".")[0] in OWN_PACKAGES and module not in INSIDE_LIBRARIES
 
 
 def stack_of(frame: FrameType | None) -> list[FrameType]:

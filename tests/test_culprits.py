@@ -13,7 +13,7 @@ import uvloop
 from prometheus_client import CollectorRegistry, Counter
 
 from lab.metrics import LoopLag
-from receiver.culprits import OTHER, SAMPLE_INTERVAL, Culprits, culprit, stack_of
+from receiver.culprits import OTHER, SAMPLE_INTERVAL, Culprits, culprit, is_own, stack_of
 from tests.conftest import eventually, scrape
 from tools.processes import sender_once
 
@@ -109,3 +109,15 @@ def test_a_loop_between_callbacks_blames_nobody():
     frames = stack_of(sys._current_frames()[thread.ident])
     thread.join()
     assert culprit(frames) is None, [f.f_code.co_qualname for f in frames]
+
+
+def test_the_receivers_hook_inside_requests_is_not_the_culprit():
+    # receiver.deadline runs inside requests' call (its connection class): a sample taken there
+    # blames the handler's call (call_with_requests → Session.get), not the hook.
+    class Frame:
+        def __init__(self, module: str):
+            self.f_globals = {"__name__": module}
+
+    assert not is_own(Frame("receiver.deadline"))  # type: ignore[arg-type]  # only f_globals is read
+    assert is_own(Frame("receiver.clients")) and is_own(Frame("lab.metrics"))  # type: ignore[arg-type]
+    assert not is_own(Frame("requests.sessions"))  # type: ignore[arg-type]
