@@ -87,10 +87,23 @@ class WorkersMetrics(Collector):
     """What the workers wrote, summed over them; the probes' due times become the blocked gauge."""
 
     def __init__(self, path: Path):
-        self._files = multiprocess.MultiProcessCollector(None, path=str(path))
+        self._path = path
+
+    def written(self) -> list[str]:
+        """The workers' metrics files, but for one a worker is creating: it is empty until the
+        worker sizes it, and prometheus_client cannot read an empty file (struct.error)."""
+        files = []
+        for path in self._path.glob("*.db"):
+            try:
+                if path.stat().st_size >= 8:  # the file's header: how much of it is in use
+                    files.append(str(path))
+            except FileNotFoundError:  # a live gauge's file, removed as its worker exited
+                pass
+        return files
 
     def collect(self) -> Iterator[Any]:
-        families = {family.name: family for family in self._files.collect()}
+        merged = multiprocess.MultiProcessCollector.merge(self.written(), accumulate=True)
+        families = {family.name: family for family in merged}
         due = min((sample.value for sample in families.pop(PROBE_DUE).samples), default=None) \
             if PROBE_DUE in families else None  # the most overdue worker
         blocked = 0.0 if due is None else max(0.0, time.monotonic() - due)

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from lab import model
+from receiver.workers import WorkersMetrics
 from tests.conftest import eventually, require_tool, run_service, scrape, value
 from tests.dashboard_check import instant
 from tools.processes import Service, children, get, sender_once
@@ -48,6 +49,14 @@ def test_workers_need_a_metrics_directory():
     assert done.returncode == 2
     assert "RECEIVER_WORKERS=4 needs PROMETHEUS_MULTIPROC_DIR" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_master_reads_around_a_metrics_file_a_starting_worker_has_not_sized_yet(tmp_path):
+    """A worker creates its file empty, then sizes it; a scrape in between must not answer 500."""
+    (tmp_path / "counter_4242.db").touch()
+    families = {family.name: family for family in WorkersMetrics(tmp_path).collect()}
+    assert set(families) == {"receiver_event_loop_blocked_seconds", "receiver_event_loop_blocked_peak_seconds"}
+    assert [sample.value for sample in families["receiver_event_loop_blocked_seconds"].samples] == [0.0]
 
 
 def test_the_master_serves_every_workers_counts(workers, tmp_path):
