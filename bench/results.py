@@ -110,8 +110,9 @@ class Summary:
 
 
 @dataclass(frozen=True)
-class Rate:
-    """One open-loop run at a fraction of a mode's capacity (bench.rates), measured, then `model`."""
+class Rate(Summary):
+    """One open-loop run at a fraction of a mode's capacity (bench.rates): its Summary measured,
+    the schedule and counts that made it, and `model`, the same Summary modelled."""
 
     mode: str | None = None
     fraction: float | None = None
@@ -127,11 +128,6 @@ class Rate:
     dropped: int | None = None
     late: int | None = None
     hdr: dict[str, float | None] | None = None  # the sender's HDR histogram summary
-    achieved: float | None = None
-    window_rate: float | None = None
-    p50: float | None = None
-    p99: float | None = None
-    dropped_share: float | None = None
     model: Summary | None = None  # the model replaying the same schedule
 
     @property
@@ -181,28 +177,29 @@ class Workers:
 
 
 @dataclass(frozen=True)
-class WrkRound:
-    """One wrk round against one server (bench.passthrough.parse_wrk, and the server's CPU)."""
+class Throughput:
+    """What a server did under wrk: requests per second, latency, and the CPU it used for them."""
 
     rps: float | None = None
-    requests: int | None = None
     p50_ms: float | None = None
     p99_ms: float | None = None
-    non_2xx: int | None = None
-    socket_errors: int | None = None
     server_cpu: float | None = None  # the share of its core the server used
     cpu_us: float | None = None  # its CPU time per request
 
 
 @dataclass(frozen=True)
-class Server:
+class WrkRound(Throughput):
+    """One wrk round against one server (bench.passthrough.parse_wrk, and the server's CPU)."""
+
+    requests: int | None = None
+    non_2xx: int | None = None
+    socket_errors: int | None = None
+
+
+@dataclass(frozen=True)
+class Server(Throughput):
     """One pass-through configuration: medians of its rounds, and its ratios to the references."""
 
-    rps: float | None = None
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    server_cpu: float | None = None
-    cpu_us: float | None = None
     rounds: list[WrkRound] = field(default_factory=list)
     vs: dict[str, float | None] = field(default_factory=dict)
     vs_cpu: dict[str, float | None] = field(default_factory=dict)
@@ -220,14 +217,20 @@ class Pair:
 
 
 @dataclass(frozen=True)
-class Passthrough:
+class Load:
+    """How a throughput experiment loaded its servers: rounds of `duration` s over `connections`."""
+
+    duration: float | None = None
+    rounds: int | None = None
+    connections: int | None = None
+
+
+@dataclass(frozen=True)
+class Passthrough(Load):
     configs: dict[str, Server] = field(default_factory=dict)
     paired: dict[str, Pair] = field(default_factory=dict)
     cores: dict[str, int] = field(default_factory=dict)
     wrk: str | None = None
-    duration: float | None = None
-    rounds: int | None = None
-    connections: int | None = None
 
 
 @dataclass(frozen=True)
@@ -237,10 +240,7 @@ class Tool:
 
 
 @dataclass(frozen=True)
-class Loadgen:
-    duration: float | None = None
-    rounds: int | None = None
-    connections: int | None = None
+class Loadgen(Load):
     endpoint: str | None = None
     server_cpus: list[int] | None = None
     results: dict[str, Tool] = field(default_factory=dict)

@@ -101,6 +101,15 @@ def sender_gauge(metric: str) -> str:
     return now(f"max by (mode) {fresh(metric)}")
 
 
+def sender_gauges(*series: tuple[str, str]) -> tuple[Query, ...]:
+    """Sender gauges (metric, legend) per mode running now, each line named "<mode> <legend>"."""
+    return tuple(Query(sender_gauge(metric), "{{mode}} " + legend) for metric, legend in series)
+
+
+MAKESPAN_VS_MODEL = sender_gauges(("sender_burst_makespan_seconds", "measured"),
+                                  ("sender_burst_predicted_makespan_seconds", "model"))
+
+
 def by_mode(expr: str) -> str:
     """A receiver series with its receiver's mode attached (from the running receivers' receiver_info)."""
     return f"{expr} * on (instance) group_left (mode) {RUNNING}"
@@ -130,8 +139,7 @@ MAKESPAN = (
         "from the receiver's mode and caps. sync: N·D, async: D, mixed: (N+1)·D. A burst that "
         "did not reach its receiver (restarting) has no makespan: it counts in sender_bursts_failed_total.",
         "s",
-        (Query(sender_gauge("sender_burst_makespan_seconds"), "{{mode}} measured"),
-         Query(sender_gauge("sender_burst_predicted_makespan_seconds"), "{{mode}} model")),
+        MAKESPAN_VS_MODEL,
         width=12,
     ),
     Graph(
@@ -183,8 +191,8 @@ OPEN_LOOP = (
         "per second it gets back. Above a mode's capacity (sync 1/D, async L/D, threaded T/D, def K/D) "
         "achieved stays at the capacity and the rest queues or is dropped.",
         "reqps",
-        (Query(sender_gauge("sender_offered_requests_per_second"), "{{mode}} offered"),
-         Query(sender_gauge("sender_achieved_requests_per_second"), "{{mode}} achieved")),
+        sender_gauges(("sender_offered_requests_per_second", "offered"),
+                      ("sender_achieved_requests_per_second", "achieved")),
     ),
     Graph(
         "Latency from intended send time",
@@ -335,8 +343,7 @@ FIRST_ROW = (
         "Last burst: measured vs model",
         "The last burst's makespan to each running mode, and what lab/model.py predicts for it.",
         "s",
-        (Query(sender_gauge("sender_burst_makespan_seconds"), "{{mode}} measured"),
-         Query(sender_gauge("sender_burst_predicted_makespan_seconds"), "{{mode}} model")),
+        MAKESPAN_VS_MODEL,
         text_mode="value_and_name",
         no_value="no burst has reached a receiver yet",
     ),
