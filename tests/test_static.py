@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -346,3 +347,15 @@ def test_dashboard_is_built_with_the_grafana_sdk_build_for_the_pinned_grafana():
     assert grafana and pin.split("!")[1].startswith(grafana.group(1) + "."), "the SDK's build is not the Grafana's"
     assert isinstance(dashboard.board().build(), Dashboard)
     assert dashboard.build()["schemaVersion"] == 39  # classic dashboard JSON, as file provisioning reads it
+
+
+def test_no_function_outside_the_tests_is_longer_than_60_lines():
+    """A function that does not fit on a screen does more than one thing: split it."""
+    sources = [p for top in ("upstream", "receiver", "sender", "lab", "models", "bench", "tools", "examples")
+               for p in (ROOT / top).rglob("*.py")]
+    assert len(sources) > 30, sources
+    long = [f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for p in sources for node in ast.walk(ast.parse(p.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and (node.end_lineno or node.lineno) - node.lineno + 1 > 60]
+    assert not long, long
