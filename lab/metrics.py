@@ -25,16 +25,13 @@ from prometheus_client.registry import Collector
 # `_created` series double every counter and histogram for no use in this lab.
 disable_created_metrics()
 
-# The longest delay or timeout any setting accepts, in seconds.
-MAX_SECONDS = 300.0
-
 # Latency buckets for every histogram in the lab. histogram_quantile interpolates linearly
 # inside a bucket, so a quantile can be off by up to its bucket's width: with coarse buckets
 # (1, 2.5, 5, ...) a 1 s call reads 1.75 s at p50. From 1/16 s to 128 s the bounds are
 # 2^(1/16) apart, as Prometheus's native histograms lay them out at schema 4: any
 # quantile there reads within 4.5% of the truth, for any delay, with no setting to follow
 # D. Below, a few coarse bounds for fast answers and loop lags; above, up to past
-# MAX_SECONDS. A fixed set, so every series has the same bounded number of buckets.
+# lab.settings.MAX_SECONDS. A fixed set, so every series has the same bounded number of buckets.
 STEPS_PER_DOUBLING = 16
 BUCKETS: tuple[float, ...] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,

@@ -15,8 +15,8 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lab.metrics import MAX_SECONDS
-
+# The longest delay or timeout any setting accepts, in seconds (lab.metrics' buckets reach past it).
+MAX_SECONDS = 300.0
 Port = Annotated[int, Field(ge=1, le=65535)]
 # Durations in seconds: finite, not negative, and within the histograms' buckets.
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]

@@ -2,11 +2,14 @@
 
 import logging
 import math
+import os
+import shutil
 import signal
+import sys
+import tempfile
+from pathlib import Path
 
-import uvicorn
-
-from lab import logs, metrics
+from lab import logs
 from lab.model import FORMULAS, FORMULAS_PER_WORKER
 from lab.runtime import tune_gc
 from lab.settings import load
@@ -27,17 +30,54 @@ def main() -> None:
         settings.receiver_upstream_timeout, settings.log_level, str(settings.receiver_access_log).lower(),
         str(settings.receiver_metrics).lower(), settings.server, settings.receiver_workers, settings.metrics_port,
     )
+    if settings.receiver_workers > 1 and settings.prometheus_multiproc_dir is None:
+        private, master = private_metrics_dir(), os.getpid()
+        try:
+            serve_workers(settings.model_copy(update={"prometheus_multiproc_dir": private}))
+        finally:
+            # gunicorn's workers are forks of this call: a worker exiting leaves through here too.
+            if os.getpid() == master:
+                shutil.rmtree(private, ignore_errors=True)
+        return
+    if settings.receiver_workers > 1:
+        serve_workers(settings)
+        return
     if settings.prometheus_multiproc_dir is not None:
         # prometheus-client is in multiprocess mode (the variable was set at start): its
         # values are files there, also with one process. Emptied before any metric exists.
         from receiver.workers import prepare
 
         prepare(settings.prometheus_multiproc_dir)
-    if settings.receiver_workers > 1:
-        from receiver import workers
+    serve_one(settings)
 
-        workers.run(settings)
-        return
+
+def private_metrics_dir() -> Path:
+    """A new directory for the workers' metrics files, named in PROMETHEUS_MULTIPROC_DIR.
+
+    prometheus-client picks its multiprocess mode from that variable when it is imported, so
+    it is set before anything imports it (this module imports no metrics code at its top).
+    """
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before PROMETHEUS_MULTIPROC_DIR was set")
+    path = Path(tempfile.mkdtemp(prefix="receiver-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
+def serve_workers(settings: Settings) -> None:
+    """gunicorn with RECEIVER_WORKERS uvicorn workers, their metrics files in a wiped directory."""
+    from receiver import workers
+
+    assert settings.prometheus_multiproc_dir is not None
+    workers.prepare(settings.prometheus_multiproc_dir)
+    workers.run(settings)
+
+
+def serve_one(settings: Settings) -> None:
+    """uvicorn, one process, as the seed ran it; /metrics from a thread."""
+    import uvicorn
+
+    from lab import metrics
     from receiver.app import create_app
 
     app = create_app(settings)

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lab import SEED_BODY
-from lab.metrics import MAX_SECONDS
+from lab.settings import MAX_SECONDS
 from receiver.clients import UpstreamError, open_clients
 from receiver.culprits import Culprits
 from receiver.metrics import HttpMetrics, ReceiverMetrics, SharedHttpMetrics

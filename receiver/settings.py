@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 import anyio
 import anyio.to_thread
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field
 
 from lab.model import Mode
 from lab.settings import Port, PositiveSeconds, ServiceSettings
@@ -60,19 +60,10 @@ class Settings(ServiceSettings):
     receiver_accept: Literal["shared", "reuseport"] = "shared"
     # gunicorn recycles a worker after this many requests (0: never).
     receiver_max_requests: Annotated[int, Field(ge=0)] = 0
-    # Where workers write their metrics (prometheus-client's variable; wiped at start).
-    # Needed with RECEIVER_WORKERS > 1, and read when the process starts: set it in the
-    # environment, not later.
+    # Where workers write their metrics (prometheus-client's variable; wiped at start), read
+    # when the process starts: set it in the environment, not later. With RECEIVER_WORKERS > 1
+    # and none set, the receiver makes a private one and removes it at exit.
     prometheus_multiproc_dir: Path | None = None
-
-    @model_validator(mode="after")
-    def _workers_need_a_metrics_dir(self) -> Settings:
-        if self.receiver_workers > 1 and self.prometheus_multiproc_dir is None:
-            raise ValueError(
-                f"RECEIVER_WORKERS={self.receiver_workers} needs PROMETHEUS_MULTIPROC_DIR: a directory the "
-                "workers write their metrics to (wiped at start; the compose file mounts a tmpfs)"
-            )
-        return self
 
     def info(self) -> dict[str, object]:
         """The mode, the caps that shape it, and how it is served: /info and receiver_info."""

@@ -46,7 +46,6 @@ PROCESS_TESTS = frozenset(
         "tests/test_config.py::test_sender_once_exits_non_zero_when_the_receiver_is_down",
         "tests/test_config.py::test_sender_once_in_open_loop_needs_a_duration",
         "tests/test_receiver_knobs.py::test_bad_knob_exits_with_one_line",
-        "tests/test_workers.py::test_workers_need_a_metrics_directory",
         # Service("sender", ...) with no receiver behind it
         "tests/test_metrics.py::test_a_burst_that_reaches_no_receiver_is_a_failed_burst_not_a_makespan",
         # hadolint, yamllint, promtool and docker compose config run as processes

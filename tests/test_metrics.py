@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from lab.metrics import BUCKETS, MAX_SECONDS
+from lab.metrics import BUCKETS
+from lab.settings import MAX_SECONDS
 from tests.conftest import Samples, eventually, require_tool, samples, scrape, value
 from tools.processes import Service, free_port, get
 

@@ -15,7 +15,7 @@ import pytest
 
 from lab import model
 from receiver.workers import WorkersMetrics
-from tests.conftest import eventually, require_tool, run_service, scrape, value
+from tests.conftest import eventually, require_tool, scrape, value
 from tests.dashboard_check import instant
 from tools.processes import Service, children, get, sender_once
 
@@ -44,11 +44,24 @@ def burst(receiver: Service, n: int) -> list[float]:
     return answered
 
 
-def test_workers_need_a_metrics_directory():
-    done = run_service("receiver", {"RECEIVER_WORKERS": "4", "PROMETHEUS_MULTIPROC_DIR": ""})
-    assert done.returncode == 2
-    assert "RECEIVER_WORKERS=4 needs PROMETHEUS_MULTIPROC_DIR" in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+def test_workers_start_with_no_metrics_directory_and_remove_the_one_they_made(start, tmp_path):
+    """RECEIVER_WORKERS=2 and nothing else: the receiver makes a private directory for its workers'
+    metrics files (in TMPDIR), counts every worker's requests, and removes it at exit."""
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    upstream = start("upstream", UPSTREAM_DELAY="0.2", LOG_LEVEL="warning")
+    receiver = start("receiver", RECEIVER_MODE="async", RECEIVER_WORKERS="2", UPSTREAM_URL=upstream.url,
+                     TMPDIR=str(tmp), LOG_LEVEL="warning")
+    (private,) = tmp.iterdir()
+    assert private.name.startswith("receiver-metrics-")
+    assert len(burst(receiver, 20)) == 20
+    assert value(scrape(receiver.metrics_url), "receiver_http_requests_total", mode="async", route=TASKS,
+                 status="200") == 20
+    assert list(private.glob("*.db"))  # the workers wrote there
+    receiver.process.send_signal(signal.SIGTERM)
+    assert receiver.process.wait(30) == 0
+    assert list(tmp.iterdir()) == []
 
 
 def test_the_master_reads_around_a_metrics_file_a_starting_worker_has_not_sized_yet(tmp_path):
