@@ -33,7 +33,7 @@ from tests.compose import (
     require_docker,
     stand_in,
 )
-from tests.conftest import STRICT
+from tests.conftest import STRICT, eventually
 from tests.dashboard_check import instant, missing_data, missing_modes
 from tools.processes import ROOT, get
 
@@ -199,7 +199,9 @@ def test_workers_in_containers_serve_side_by_side_and_count_right(lab):
     # One process would take N·D; four workers take less (their loops block side by side),
     # though rarely the even spread's D (README: "More processes").
     assert max(makespans) < N * D - 0.5 * D, makespans
-    time.sleep(5)  # two scrapes
+    # Prometheus has scraped the receiver since the bursts: every worker's count of the three is in its sum.
+    eventually(lambda: float(next(iter(sync_requests(lab)), 0.0)) >= 3 * N, 30, "the bursts' requests in Prometheus",
+               interval=0.5)
     window = f"{int(time.monotonic() - since)}s"  # this receiver's life only: earlier ones had the same labels
     served = instant(lab.prometheus, 'receiver_info{server="gunicorn", workers="4", mode="sync"}')
     assert len(served) == 1
@@ -209,8 +211,14 @@ def test_workers_in_containers_serve_side_by_side_and_count_right(lab):
     assert float(resets[0]["value"][1]) == 0
     # Every worker's count in the sum: this receiver's three bursts (and the lab's own sender's
     # one, should its 300 s interval come round meanwhile). A fresh receiver starts from 0.
-    counted = instant(lab.prometheus, 'sum(receiver_http_requests_total{route="/tasks/{name}", mode="sync"})')
-    assert 3 * N <= float(counted[0]["value"][1]) <= 4 * N, counted
+    counted = sync_requests(lab)
+    assert 3 * N <= counted[0] <= 4 * N, counted
+
+
+def sync_requests(lab: Lab) -> list[float]:
+    """Prometheus' sum of the sync receiver's answered GET /tasks (no value before its first scrape)."""
+    found = instant(lab.prometheus, 'sum(receiver_http_requests_total{route="/tasks/{name}", mode="sync"})')
+    return [float(sample["value"][1]) for sample in found]
 
 
 def test_every_dashboard_query_has_data(lab):
