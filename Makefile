@@ -54,9 +54,10 @@ check: $(VENV)/.installed
 	$(PY) -m pytest -m "not process and not compose and not tour" $(PYTEST_ARGS)
 
 # make test: every test but the tour, its files spread over 3 workers (pytest-xdist; a file stays
-# on one worker, so a file's tests run one after another). The tests mostly wait on upstream's
-# delays, not on the CPU. TEST_WORKERS="-n 0" runs them all in one process.
-TEST_WORKERS ?= -n 3 --dist loadfile
+# on one worker, so a file's tests run one after another), the longest files first (tests/conftest.py).
+# The tests mostly wait on upstream's delays, not on the CPU. TEST_WORKERS="-n 0" runs them all
+# in one process.
+TEST_WORKERS ?= -n 3 --dist loadfile --no-loadscope-reorder
 test: $(VENV)/.installed
 	$(PY) -m pytest -m "not tour" $(TEST_WORKERS) $(PYTEST_ARGS)
 

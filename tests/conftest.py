@@ -55,6 +55,20 @@ def eventually(check: Callable[[], T | None], timeout: float, what: str, interva
         time.sleep(interval)
 
 
+# The longest test files first (by --durations=0), the rest in their order. `make test` spreads
+# files over its workers in collection order (--dist loadfile --no-loadscope-reorder), so each
+# worker starts on a long one and they finish together: longest first, the classic rule for
+# spreading jobs over machines.
+LONGEST_FIRST = ("tests/test_compose.py", "tests/test_faults.py", "tests/test_bad_input.py",
+                 "tests/test_workers.py", "tests/test_prometheus_local.py", "tests/test_http.py",
+                 "tests/test_modes.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {module: i for i, module in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
