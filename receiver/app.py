@@ -8,16 +8,19 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
 import aiohttp
+import requests
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lab import SEED_BODY
-from lab.settings import MAX_SECONDS
+from lab.metrics import CALLER_HEADER
+from lab.settings import MAX_SECONDS, PositiveSeconds
 from receiver.clients import UpstreamError, open_clients
 from receiver.culprits import Culprits
 from receiver.metrics import HttpMetrics, ReceiverMetrics, SharedHttpMetrics
@@ -27,17 +30,58 @@ from receiver.settings import Settings
 log = logging.getLogger("receiver")
 
 TASKS = "/tasks/"  # the prefix of the one route that calls upstream
-INFO_TIMEOUT = 2.0  # seconds /info waits for upstream's /info before reporting it as null
+INFO_TIMEOUT = 2.0  # seconds the receiver waits for upstream's /info (at start, and in its own /info)
 
 TaskName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-Delay = Annotated[
-    float | None,
-    Query(ge=0, le=MAX_SECONDS, allow_inf_nan=False, description="Seconds upstream waits; its default if absent."),
-]
+UPSTREAM_MAX_DELAY = TypeAdapter(PositiveSeconds)  # what upstream's UPSTREAM_MAX_DELAY may be (its setting's type)
 
 
 class ErrorBody(BaseModel):
     error: str
+
+
+@dataclass(frozen=True)
+class DelayBound:
+    """The longest ?delay= the receiver admits: its spec's maximum, and what it refuses with 422 above.
+
+    The bound is upstream's (it refuses a longer delay with 400), read from upstream's GET /info
+    when the app is made. source "fallback": upstream did not say (not up yet, say), so the
+    bound is MAX_SECONDS, the most any UPSTREAM_MAX_DELAY can be, and upstream may refuse less.
+    """
+
+    seconds: float
+    source: Literal["upstream", "fallback"]
+    reason: str | None = None  # why the fallback
+
+    def info(self) -> dict[str, object]:
+        return {"seconds": self.seconds, "source": self.source, "reason": self.reason}
+
+
+def read_delay_bound(upstream_base: str, caller: str) -> DelayBound:
+    """Upstream's UPSTREAM_MAX_DELAY, from its GET /info: one try, at most INFO_TIMEOUT; else the fallback.
+
+    One try, not a wait: the receiver starts whether upstream is up or not (compose starts it
+    once upstream is healthy; the tests start upstream first).
+    """
+    try:
+        response = requests.get(f"{upstream_base}/info", timeout=INFO_TIMEOUT, headers={CALLER_HEADER: caller})
+        response.raise_for_status()
+        seconds = UPSTREAM_MAX_DELAY.validate_python(response.json()["max_delay"])
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:  # ValidationError is a ValueError
+        reason = str(exc).splitlines()[0] if isinstance(exc, ValidationError) else f"{type(exc).__name__}: {exc}"
+        log.warning("receiver: upstream's max delay unknown (%s): ?delay= up to %gs is passed on, and upstream "
+                    "may refuse it with 400; restart the receiver once upstream is up", reason, MAX_SECONDS)
+        return DelayBound(MAX_SECONDS, "fallback", f"upstream's /info did not tell its max_delay at start: {reason}")
+    log.info("receiver: ?delay= up to %gs, upstream's UPSTREAM_MAX_DELAY (its /info)", seconds)
+    return DelayBound(seconds, "upstream")
+
+
+def delay_query(bound: DelayBound) -> Any:
+    """The ?delay= parameter, bounded by upstream's max: the spec says the bound, FastAPI enforces it (422)."""
+    said = ("upstream's UPSTREAM_MAX_DELAY, read from its /info at start" if bound.source == "upstream"
+            else "upstream's max was unknown at start: upstream may refuse less with 400")
+    return Query(None, ge=0, le=bound.seconds, allow_inf_nan=False,
+                 description=f"Seconds upstream waits; its default if absent. At most {bound.seconds:g} ({said}).")
 
 
 class MetricsMiddleware:
@@ -75,11 +119,16 @@ class MetricsMiddleware:
             self.end(self.mode, getattr(scope.get("route"), "path", "unmatched"), status, started, task)  # a template
 
 
+# Every refusal /tasks/{name} can answer beside FastAPI's own 422 (a bad name or delay, a delay
+# above the bound): receiver/clients.py maps upstream's answers to 400 (its 4xx), 502 and 504.
 TASK_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "upstream refused the call (a delay above its UPSTREAM_MAX_DELAY): its 4xx passes "
-                         "through", "model": ErrorBody},
+    400: {"description": "upstream refused the call: its 4xx passes through. Only if upstream's max delay was "
+                         "unknown at start (/info's max_delay.source: fallback) or upstream lowered it since",
+          "model": ErrorBody},
     502: {"description": "upstream refused, failed or answered 5xx", "model": ErrorBody},
-    503: {"description": "RECEIVER_MAX_IN_FLIGHT requests in flight already: answered at once", "model": ErrorBody},
+    503: {"description": "RECEIVER_MAX_IN_FLIGHT requests in flight already: answered at once", "model": ErrorBody,
+          "headers": {"Retry-After": {"description": "seconds to wait before trying again", "required": True,
+                                      "schema": {"type": "integer", "minimum": 1}}}},
     504: {"description": "upstream did not answer within RECEIVER_UPSTREAM_TIMEOUT", "model": ErrorBody},
 }
 
@@ -120,7 +169,8 @@ class Tasks:
                 self.busy -= 1
 
     def url(self, delay: float | None) -> str:
-        return self.work_url if delay is None else f"{self.work_url}?delay={delay:g}"
+        # repr, not :g: the shortest text of this very float, so upstream never reads one rounded past its max.
+        return self.work_url if delay is None else f"{self.work_url}?delay={delay!r}"
 
     def failed(self, name: str, exc: UpstreamError) -> Response:
         log.info("Send %s error %d: %s", name, exc.status, exc.detail)
@@ -131,7 +181,7 @@ class Tasks:
         return Response(SEED_BODY, media_type="application/json")
 
 
-def task_endpoint(handle: Handler, tasks: Tasks) -> Callable[..., Any]:
+def task_endpoint(handle: Handler, tasks: Tasks, bound: DelayBound) -> Callable[..., Any]:
     """GET /tasks/{name} for this mode's handler: one body for every mode.
 
     FastAPI runs an `async def` endpoint on the event loop and a plain `def` one in anyio's
@@ -141,8 +191,9 @@ def task_endpoint(handle: Handler, tasks: Tasks) -> Callable[..., Any]:
     coroutine never suspends, and the pool's thread runs it to its end with one send().
     Every other mode gets the body itself: nothing is added on the loop.
     """
+    query = delay_query(bound)
 
-    async def task(name: TaskName, request: Request, delay: Delay = None) -> Response:
+    async def task(name: TaskName, request: Request, delay: float | None = query) -> Response:
         if (shed := tasks.enter(name)) is not None:
             return shed
         try:
@@ -159,7 +210,7 @@ def task_endpoint(handle: Handler, tasks: Tasks) -> Callable[..., Any]:
         return task
     body = task
 
-    def task(name: TaskName, request: Request, delay: Delay = None) -> Response:  # type: ignore[no-redef]
+    def task(name: TaskName, request: Request, delay: float | None = query) -> Response:  # type: ignore[no-redef]
         # A plain def endpoint (def mode): FastAPI runs all of it in anyio's thread pool.
         return run_to_end(body(name, request, delay))
 
@@ -184,6 +235,7 @@ def create_app(settings: Settings) -> FastAPI:
     """
     measured = ReceiverMetrics(settings)
     work_url = f"{settings.upstream_base}/work"
+    bound = read_delay_bound(settings.upstream_base, settings.receiver_mode)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -207,11 +259,12 @@ def create_app(settings: Settings) -> FastAPI:
     if measured.http is not None:  # RECEIVER_METRICS off: no middleware, and no HTTP series to serve
         app.add_middleware(MetricsMiddleware, http=measured.http, mode=settings.receiver_mode)
     app.get("/tasks/{name}", responses=TASK_ERRORS)(task_endpoint(HANDLERS[settings.receiver_mode],
-                                                                  Tasks(work_url, settings.receiver_max_in_flight)))
+                                                                  Tasks(work_url, settings.receiver_max_in_flight),
+                                                                  bound))
 
     @app.get("/info")
     async def info(request: Request) -> dict[str, Any]:
-        """The mode, the caps that shape it, and upstream's own settings (null if unreachable)."""
+        """The mode, its caps, the delay bound and its source, and upstream's own settings (null if unreachable)."""
         try:
             async with request.app.state.clients.session.get(
                 f"{settings.upstream_base}/info", timeout=aiohttp.ClientTimeout(total=INFO_TIMEOUT)
@@ -219,7 +272,7 @@ def create_app(settings: Settings) -> FastAPI:
                 upstream = await response.json() if response.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             upstream = None
-        return {**settings.info(), **settings.knobs(), "upstream": upstream}
+        return {**settings.info(), **settings.knobs(), "max_delay": bound.info(), "upstream": upstream}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

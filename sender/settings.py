@@ -81,4 +81,4 @@ class Settings(ServiceSettings):
 
 def request_url(base: str, name: str, delay: float | None) -> str:
     """The URL one request GETs: the receiver's /tasks/{name}, with ?delay= if asked."""
-    return f"{base}/tasks/{name}" + ("" if delay is None else f"?delay={delay:g}")
+    return f"{base}/tasks/{name}" + ("" if delay is None else f"?delay={delay!r}")  # repr: never rounded up

@@ -96,7 +96,7 @@ def test_info_says_the_settings_and_null_for_an_unreachable_upstream():
             response = await client.get("/info")
         assert response.status_code == 200
         info = response.json()
-        assert set(info) == {*settings.info(), *settings.knobs(), "upstream"}
+        assert set(info) == {*settings.info(), *settings.knobs(), "max_delay", "upstream"}
         assert info["upstream"] is None
         assert (info["mode"], info["threads"], info["server"], info["workers"]) == ("threaded", 7, "uvicorn", 1)
         assert info["upstream_url"] == settings.upstream_base
@@ -168,14 +168,97 @@ def test_tasks_answers_502_when_upstream_is_unreachable():
     run(test)
 
 
-def test_tasks_passes_upstreams_400_through_for_a_delay_above_its_max():
+def test_tasks_passes_upstreams_400_through_when_its_max_was_unknown_at_start():
     up = Upstream(upstream_delay=0.0, upstream_max_delay=1.0)
-    app = receiver_app(up.url, receiver_mode="async")
+    app = receiver_app(up.url, receiver_mode="async")  # made before upstream serves: the fallback bound, 300 s
 
     async def test() -> None:
         async with up.serving(), client_of(app) as client:
             response = await client.get("/tasks/task1", params={"delay": "5"})
         assert response.status_code == 400
         assert "delay must be between 0 and 1 seconds" in response.json()["error"]
+
+    run(test)
+
+
+def delay_parameter(spec: dict[str, Any]) -> dict[str, Any]:
+    """The schema of /tasks/{name}'s ?delay= in an OpenAPI document (a number, or absent)."""
+    parameters = spec["paths"]["/tasks/{name}"]["get"]["parameters"]
+    (delay,) = [p for p in parameters if p["name"] == "delay"]
+    assert delay["in"] == "query" and not delay.get("required", False)
+    (number,) = [s for s in delay["schema"]["anyOf"] if s.get("type") == "number"]
+    return number
+
+
+# Upstream's max in the tests below: more significant digits than %g keeps, so that a delay
+# passed on rounded (0.0123457) would be above it, and refused by upstream.
+ODD_MAX = 0.0123456789
+
+
+@pytest.mark.parametrize("mode", ["async", "threaded", "def"])
+def test_the_delay_bound_is_upstreams_max_read_at_start_in_the_spec_and_enforced(mode):
+    up = Upstream(upstream_delay=0.0, upstream_max_delay=ODD_MAX)
+
+    async def test() -> None:
+        async with up.serving():
+            # Made while upstream serves in this loop: in a thread, as its blocking read of /info needs.
+            app = await asyncio.to_thread(receiver_app, up.url, receiver_mode=mode)
+            async with client_of(app) as client:
+                spec = (await client.get("/openapi.json")).json()
+                info = (await client.get("/info")).json()
+                at_max = await client.get("/tasks/task1", params={"delay": repr(ODD_MAX)})
+                above = await client.get("/tasks/task1", params={"delay": "0.0123457"})
+        assert delay_parameter(spec) == {"type": "number", "minimum": 0, "maximum": ODD_MAX}
+        assert info["max_delay"] == {"seconds": ODD_MAX, "source": "upstream", "reason": None}
+        assert info["upstream"]["max_delay"] == ODD_MAX
+        assert at_max.status_code == 200, at_max.text  # passed on exactly: upstream takes it
+        assert above.status_code == 422 and "less than or equal to 0.0123456789" in above.text, above.text
+
+    run(test)
+
+
+def test_an_unreachable_upstream_at_start_leaves_the_widest_bound_and_says_so():
+    app = receiver_app(nobody(), receiver_mode="async")  # startup does not wait for upstream, nor fail
+
+    async def test() -> None:
+        async with client_of(app) as client:
+            spec = (await client.get("/openapi.json")).json()
+            info = (await client.get("/info")).json()
+            healthz = await client.get("/healthz")
+        assert healthz.status_code == 200
+        assert delay_parameter(spec)["maximum"] == 300  # MAX_SECONDS: the most any UPSTREAM_MAX_DELAY can be
+        assert info["max_delay"]["seconds"] == 300 and info["max_delay"]["source"] == "fallback"
+        assert "did not tell its max_delay at start" in info["max_delay"]["reason"]
+
+    run(test)
+
+
+def test_the_spec_declares_every_answer_of_tasks_with_its_body_and_headers():
+    spec = receiver_app(nobody(), receiver_mode="async").openapi()
+    responses = spec["paths"]["/tasks/{name}"]["get"]["responses"]
+    # 200 the seed's body; 422 a bad name or delay; 400 upstream's refusal passed on; 502 and 504
+    # upstream failing or late (receiver/clients.py); 503 over RECEIVER_MAX_IN_FLIGHT.
+    assert set(responses) == {"200", "400", "422", "502", "503", "504"}
+    for status in ("400", "502", "503", "504"):
+        assert responses[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+    assert spec["components"]["schemas"]["ErrorBody"]["required"] == ["error"]
+    assert responses["503"]["headers"]["Retry-After"] == {
+        "description": "seconds to wait before trying again", "required": True,
+        "schema": {"type": "integer", "minimum": 1}}
+
+
+def test_a_503_over_the_in_flight_limit_is_the_answer_the_spec_declares():
+    up = Upstream(upstream_delay=0.5)  # the first request holds the one slot this long
+    app = receiver_app(up.url, receiver_mode="async", receiver_max_in_flight=1)
+    declared = app.openapi()["paths"]["/tasks/{name}"]["get"]["responses"]["503"]
+
+    async def test() -> None:
+        async with up.serving(), client_of(app) as client:
+            answers = await asyncio.gather(client.get("/tasks/first"), client.get("/tasks/second"))
+        assert sorted(r.status_code for r in answers) == [200, 503], [r.text for r in answers]
+        shed = next(r for r in answers if r.status_code == 503)
+        assert shed.headers["content-type"] == "application/json" and set(shed.json()) == {"error"}
+        retry_after = declared["headers"]["Retry-After"]
+        assert retry_after["required"] and int(shed.headers["Retry-After"]) >= retry_after["schema"]["minimum"]
 
     run(test)
