@@ -24,19 +24,24 @@ port. So /metrics answers even while every worker's loop is blocked in sync mode
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import shutil
 import socket
+import struct
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from uvicorn import Server
 from uvicorn_worker import UvicornWorker
 
 from lab import metrics
@@ -70,6 +75,46 @@ class Worker(UvicornWorker):
             # gunicorn's "Listening at" names its placeholder's port; this is where requests come in.
             log.info("worker %d listens on %s:%d with a socket of its own (SO_REUSEPORT)", self.pid, *self.own_socket)
         super().run()
+
+    async def _serve(self) -> None:  # uvicorn_worker's, with the server below
+        self.config.app = self.wsgi
+        server = DrainingServer(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+
+def queued(sock: Any) -> int:
+    """Connections the kernel completed on a listening socket that nobody has accepted yet
+    (Linux: a listener's tcp_info counts its accept queue in tcpi_unacked)."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:  # closed, or not TCP
+        return 0
+    return int(struct.unpack_from("I", info, 24)[0])
+
+
+class DrainingServer(Server):
+    """uvicorn's Server, but a stop loses no connection that was already made to it.
+
+    uvicorn stops by closing its listening sockets, then closing every connection that has
+    no request in progress. A worker whose loop was blocked (sync mode) has connections the
+    kernel completed but nobody accepted (lost when the last worker closes the socket: the
+    client sees a reset), and connections accepted but not read yet (closed unanswered). So:
+    on SIGTERM it keeps accepting until the kernel's queue is empty (the other workers drain
+    the same shared socket); on any stop, a recycled worker's included, it lets the loop read
+    what its connections sent before it closes the idle ones.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.should_exit:  # a signal: the whole receiver stops, nobody else will accept
+            listeners = [sock for server in self.servers for sock in server.sockets]
+            # A poll: the kernel's queue has no event to wait on.
+            while not self.force_exit and any(queued(sock) for sock in listeners):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # a few turns of the loop: it reads what was sent already
+        await super().shutdown(sockets)
 
 
 def reuseport_socket(host: str, port: int, backlog: int) -> socket.socket:
