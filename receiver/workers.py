@@ -95,6 +95,18 @@ def queued(sock: Any) -> int:
     return int(struct.unpack_from("I", info, 24)[0])
 
 
+# How long a stopping worker waits for a connection it accepted to deliver its first request.
+REQUEST_GRACE = 1.0
+
+
+def unread(connection: Any) -> bool:
+    """A connection this worker accepted that has not delivered its first request yet (uvicorn's
+    httptools protocol: no request cycle, and no keep-alive timer, which only a served one has)."""
+    return (getattr(connection, "cycle", None) is None
+            and getattr(connection, "timeout_keep_alive_task", None) is None
+            and not connection.transport.is_closing())
+
+
 class DrainingServer(Server):
     """uvicorn's Server, but a stop loses no connection that was already made to it.
 
@@ -103,8 +115,10 @@ class DrainingServer(Server):
     kernel completed but nobody accepted (lost when the last worker closes the socket: the
     client sees a reset), and connections accepted but not read yet (closed unanswered). So:
     on SIGTERM it keeps accepting until the kernel's queue is empty (the other workers drain
-    the same shared socket); on any stop, a recycled worker's included, it lets the loop read
-    what its connections sent before it closes the idle ones.
+    the same shared socket); on any stop, a recycled worker's included, it then stops
+    accepting and waits for what it did accept to deliver its request (REQUEST_GRACE at most)
+    before uvicorn closes the idle ones. A connection idle after an answer (keep-alive) is
+    closed at once, as uvicorn does.
     """
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -113,7 +127,12 @@ class DrainingServer(Server):
             # A poll: the kernel's queue has no event to wait on.
             while not self.force_exit and any(queued(sock) for sock in listeners):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # a few turns of the loop: it reads what was sent already
+        for server in self.servers:
+            server.close()  # from here on, only what this worker took
+        deadline = time.monotonic() + REQUEST_GRACE
+        while (not self.force_exit and time.monotonic() < deadline  # noqa: ASYNC110 (a poll, as above)
+               and any(unread(connection) for connection in self.server_state.connections)):
+            await asyncio.sleep(0.01)
         await super().shutdown(sockets)
 
 
