@@ -30,15 +30,6 @@ def main() -> None:
         settings.receiver_upstream_timeout, settings.log_level, str(settings.receiver_access_log).lower(),
         str(settings.receiver_metrics).lower(), settings.server, settings.receiver_workers, settings.metrics_port,
     )
-    if settings.receiver_workers > 1 and settings.prometheus_multiproc_dir is None:
-        private, master = private_metrics_dir(), os.getpid()
-        try:
-            serve_workers(settings.model_copy(update={"prometheus_multiproc_dir": private}))
-        finally:
-            # gunicorn's workers are forks of this call: a worker exiting leaves through here too.
-            if os.getpid() == master:
-                shutil.rmtree(private, ignore_errors=True)
-        return
     if settings.receiver_workers > 1:
         serve_workers(settings)
         return
@@ -65,12 +56,21 @@ def private_metrics_dir() -> Path:
 
 
 def serve_workers(settings: Settings) -> None:
-    """gunicorn with RECEIVER_WORKERS uvicorn workers, their metrics files in a wiped directory."""
-    from receiver import workers
+    """gunicorn with RECEIVER_WORKERS uvicorn workers, their metrics files in a wiped directory:
+    PROMETHEUS_MULTIPROC_DIR, or a private one that the master removes at exit."""
+    named = settings.prometheus_multiproc_dir
+    private = named is None
+    directory = private_metrics_dir() if named is None else named
+    from receiver import workers  # after private_metrics_dir(): it imports prometheus-client
 
-    assert settings.prometheus_multiproc_dir is not None
-    workers.prepare(settings.prometheus_multiproc_dir)
-    workers.run(settings)
+    master = os.getpid()
+    try:
+        workers.prepare(directory)
+        workers.run(settings.model_copy(update={"prometheus_multiproc_dir": directory}))
+    finally:
+        # gunicorn's workers are forks of this call: a worker exiting leaves through here too.
+        if private and os.getpid() == master:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def serve_one(settings: Settings) -> None:

@@ -185,7 +185,7 @@ class WorkersMetrics(Collector):
 
 class Gunicorn(BaseApplication):
     def __init__(self, settings: Settings):
-        if settings.prometheus_multiproc_dir is None:  # Settings refuses RECEIVER_WORKERS > 1 without it
+        if settings.prometheus_multiproc_dir is None:  # python -m receiver names one (a private one if unset)
             raise ValueError("gunicorn's workers need PROMETHEUS_MULTIPROC_DIR")
         self.settings = settings
         self.metrics_dir: Path = settings.prometheus_multiproc_dir  # where the workers write their metrics

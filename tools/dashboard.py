@@ -344,7 +344,6 @@ FIRST_ROW = (
         "The last burst's makespan to each running mode, and what lab/model.py predicts for it.",
         "s",
         MAKESPAN_VS_MODEL,
-        text_mode="value_and_name",
         no_value="no burst has reached a receiver yet",
     ),
     Stat(
@@ -355,7 +354,6 @@ FIRST_ROW = (
         "short",
         (Query(now(f"max by (caller) (max_over_time(upstream_http_requests_in_flight_peak[{STAT_WINDOW}]))", "caller"),
                "from {{caller}}"),),
-        text_mode="value_and_name",
         no_value="no receiver is up",
     ),
     Stat(
@@ -368,7 +366,6 @@ FIRST_ROW = (
         # the new one took, is counted under its own mode, not the new one's.
         (Query(now(f"max by (mode) (max_over_time(({by_mode('receiver_event_loop_blocked_peak_seconds')})"
                    f"[{STAT_WINDOW}:{SCRAPE_INTERVAL}]))"), "{{mode}}"),),
-        text_mode="value_and_name",
         no_value="no receiver is up",
     ),
     Stat(
