@@ -33,6 +33,7 @@ import struct
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,8 @@ class Worker(UvicornWorker):
         super().run()
 
     async def _serve(self) -> None:  # uvicorn_worker's, with the server below
-        self.config.app = self.wsgi
         server = DrainingServer(config=self.config)
+        self.config.app = server.closing_when_draining(self.wsgi)
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:
@@ -95,31 +96,36 @@ def queued(sock: Any) -> int:
     return int(struct.unpack_from("I", info, 24)[0])
 
 
-# How long a stopping worker waits for a connection it accepted to deliver its first request.
-REQUEST_GRACE = 1.0
-
-
-def unread(connection: Any) -> bool:
-    """A connection this worker accepted that has not delivered its first request yet (uvicorn's
-    httptools protocol: no request cycle, and no keep-alive timer, which only a served one has)."""
-    return (getattr(connection, "cycle", None) is None
-            and getattr(connection, "timeout_keep_alive_task", None) is None
-            and not connection.transport.is_closing())
+# How long a stopping worker keeps serving the connections it has, at most.
+DRAIN_GRACE = 1.0
+CLOSE = (b"connection", b"close")
 
 
 class DrainingServer(Server):
-    """uvicorn's Server, but a stop loses no connection that was already made to it.
+    """uvicorn's Server, but a stop loses no request that was already sent to it.
 
     uvicorn stops by closing its listening sockets, then closing every connection that has
-    no request in progress. A worker whose loop was blocked (sync mode) has connections the
-    kernel completed but nobody accepted (lost when the last worker closes the socket: the
-    client sees a reset), and connections accepted but not read yet (closed unanswered). So:
-    on SIGTERM it keeps accepting until the kernel's queue is empty (the other workers drain
-    the same shared socket); on any stop, a recycled worker's included, it then stops
-    accepting and waits for what it did accept to deliver its request (REQUEST_GRACE at most)
-    before uvicorn closes the idle ones. A connection idle after an answer (keep-alive) is
-    closed at once, as uvicorn does.
+    no request in progress. That loses three kinds of request: connections the kernel
+    completed but nobody accepted (a worker whose loop was blocked, sync mode: the client
+    sees a reset when the last worker closes the socket), connections accepted but not read
+    yet (closed unanswered), and a request a client sends on an idle keep-alive connection
+    just as it is closed (reset: the client cannot tell it from a lost answer). So: on SIGTERM
+    it keeps accepting until the kernel's queue is empty (the other workers drain the same
+    shared socket); on any stop, a recycled worker's included, it then stops accepting and
+    drains (for DRAIN_GRACE at most): every answer it gives from then on says
+    `Connection: close`, so each connection closes after an answer, where its client knows
+    it is closed, and uvicorn closes only what is left idle after that.
     """
+
+    draining = False
+
+    def closing_when_draining(self, app: Any) -> Any:
+        """app, but each answer it starts while this server drains says `Connection: close`."""
+        async def closing(scope: Any, receive: Any, send: Any) -> None:
+            if self.draining and scope["type"] == "http":
+                send = partial(send_closing, send)
+            await app(scope, receive, send)
+        return closing
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         if self.should_exit:  # a signal: the whole receiver stops, nobody else will accept
@@ -127,13 +133,28 @@ class DrainingServer(Server):
             # A poll: the kernel's queue has no event to wait on.
             while not self.force_exit and any(queued(sock) for sock in listeners):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
+        self.draining = True
+        for connection in self.server_state.connections:
+            close_after_answer(connection)
         for server in self.servers:
             server.close()  # from here on, only what this worker took
-        deadline = time.monotonic() + REQUEST_GRACE
-        while (not self.force_exit and time.monotonic() < deadline  # noqa: ASYNC110 (a poll, as above)
-               and any(unread(connection) for connection in self.server_state.connections)):
-            await asyncio.sleep(0.01)
+        deadline = time.monotonic() + DRAIN_GRACE
+        while not self.force_exit and time.monotonic() < deadline and self.server_state.connections:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # a poll, as above
         await super().shutdown(sockets)
+
+
+def close_after_answer(connection: Any) -> None:
+    """An answer under way on connection (uvicorn's protocol) closes it once it is out."""
+    cycle = getattr(connection, "cycle", None)
+    if cycle is not None and not cycle.response_complete:
+        cycle.keep_alive = False
+
+
+async def send_closing(send: Any, message: Any) -> None:
+    if message["type"] == "http.response.start":
+        message = {**message, "headers": [*message.get("headers", ()), CLOSE]}
+    await send(message)
 
 
 def reuseport_socket(host: str, port: int, backlog: int) -> socket.socket:
