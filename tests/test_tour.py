@@ -86,6 +86,21 @@ def near(measured: float, expected: float, relative: float, absolute: float = 0.
     return abs(measured - expected) <= relative * expected + absolute
 
 
+def slowest(r: Reading, mode: model.Mode) -> float:
+    """The slowest answer of the step's bursts to mode, from its intended send time: the sender's
+    own makespan, timed exactly (no histogram), and held near the model by the makespan panels."""
+    return max(D, peak(r.one("Burst makespan: measured vs model", f"{mode} measured")))
+
+
+def true_latency(value: float, r: Reading, step: Step, mode: model.Mode) -> bool:
+    """A latency read off a histogram, of a request that takes D: at least D and, to within the
+    buckets' resolution, no more than what happened. Where the model has every answer at D, what
+    happened is the slowest answer the sender timed, and a clock inside the receiver times a
+    part of it; elsewhere (answers queue behind one another) one request's own time is D."""
+    spread = len(set(answers(mode, step.caps))) > 1
+    return D * (1 - TRUE) <= value <= (D if spread else slowest(r, mode)) * (1 + TRUE)
+
+
 # ---- What each panel must show, per running mode --------------------------------------------------------
 # check(reading, step, mode) -> problems (empty: the panel reads what happened). Every panel of the
 # dashboard has one (a test below checks it), so a new panel cannot go unchecked.
@@ -187,8 +202,8 @@ def sender_latency(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     times = answers(mode, step.caps)
     p50, p99 = r.one(title, f"p50 {mode}"), r.one(title, f"p99 {mode}")
     if max(times) == min(times):  # every answer at D: each window's quantiles too
-        return [f"{title}: p{q} {mode} reads {v:.3f} s" for q, vs in (("50", p50), ("99", p99)) for v in vs
-                if not near(v, times[0], TRUE)]
+        return [f"{title}: p{q} {mode} reads {v:.3f} s, the slowest answer {slowest(r, mode):.3f} s"
+                for q, vs in (("50", p50), ("99", p99)) for v in vs if not true_latency(v, r, step, mode)]
     # bursts whose answers spread out: the slowest answer is the peak of p99
     return [] if near(peak(p99), max(times), TRUE, 0.05) else [f"{title}: p99 {mode} peaks at {peak(p99):.3f} s"]
 
@@ -204,8 +219,8 @@ def inside_receiver(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     p50, p99 = r.one(title, f"p50 {mode}"), r.one(title, f"p99 {mode}")
     if mode == "mixed" or (mode == "threaded" and step.caps.threads < N):
         return []  # the wait for the loop (mixed) or for a thread (T < N) is inside: no single D to read
-    return [f"{title}: {name} {mode} reads {v:.3f} s, not D = {D:g} s" for name, vs in (("p50", p50), ("p99", p99))
-            for v in vs if not near(v, D, TRUE)]
+    return [f"{title}: {name} {mode} reads {v:.3f} s, the slowest answer {slowest(r, mode):.3f} s"
+            for name, vs in (("p50", p50), ("p99", p99)) for v in vs if not true_latency(v, r, step, mode)]
 
 
 def clocks(r: Reading, step: Step, mode: model.Mode) -> list[str]:
@@ -222,7 +237,8 @@ def clocks(r: Reading, step: Step, mode: model.Mode) -> list[str]:
         elif mode == "threaded" and step.caps.threads < N:
             continue  # a call's time includes no wait for a thread, yet its answer may wait: not checked
         else:
-            problems += [f"{title}: {mode} {client} clock reads {v:.3f} s" for v in own if not near(v, D, TRUE)]
+            problems += [f"{title}: {mode} {client} clock reads {v:.3f} s" for v in own
+                         if not true_latency(v, r, step, mode)]
     return problems
 
 
