@@ -94,7 +94,10 @@ class Clients:
 @asynccontextmanager
 async def open_clients(settings: Settings, calls: UpstreamCalls | None = None) -> AsyncIterator[Clients]:
     """The clients for these settings; calls: the histogram they time each upstream call into (None: none)."""
-    connector = aiohttp.TCPConnector(limit=settings.receiver_pool_limit)
+    # No DNS cache: the name server (compose's) is the truth about where upstream is. A cached
+    # address outlives a restarted upstream: a new connection to it waits for the kernel to give
+    # up on a host that is gone, where a lookup fails (or finds the new one) at once.
+    connector = aiohttp.TCPConnector(limit=settings.receiver_pool_limit, use_dns_cache=False)
     timeout = aiohttp.ClientTimeout(total=settings.receiver_upstream_timeout)
     # Every call names the caller's mode, so upstream can count what each receiver sends it
     # (the compare profile runs four against one upstream). Session headers: no per-call cost.

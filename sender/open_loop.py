@@ -169,6 +169,7 @@ class OpenLoop:
         self.keep_records = keep_records
         self.pending: set[asyncio.Task] = set()
         self.start = math.nan
+        self.started_at = math.nan  # the same moment on the wall clock (Unix time): records' offsets count from it
         self.rates = Rates()
         self.stop = stop or asyncio.Event()
         self.cut = 0  # requests still in flight when the run ended, cancelled unanswered
@@ -186,7 +187,7 @@ class OpenLoop:
         self.publish(first=True)
         ticker = asyncio.create_task(self.tick())
         try:
-            self.start = monotonic()
+            self.start, self.started_at = monotonic(), time.time()
             for t in self.targets:
                 t.deadline = self.start + plan.duration if plan.duration > 0 else math.inf
             scheduling = asyncio.ensure_future(self.schedule(plan.offsets()))

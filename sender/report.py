@@ -98,7 +98,8 @@ def table(targets: list[RateTarget], plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def rate_json(targets: list[RateTarget], plan: Plan) -> dict[str, Any]:
+def rate_json(targets: list[RateTarget], plan: Plan, started_at: float) -> dict[str, Any]:
+    """The run's document; started_at: the schedule's start (Unix time), whence the records' offsets count."""
     def target(t: RateTarget) -> dict[str, Any]:
         return {
             "url": t.base,
@@ -127,5 +128,6 @@ def rate_json(targets: list[RateTarget], plan: Plan) -> dict[str, Any]:
         "duration": plan.duration,
         "max_in_flight": plan.max_in_flight,
         "timeout": plan.timeout,
+        "started_at": started_at,
         "targets": [target(t) for t in targets],
     }

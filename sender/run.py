@@ -173,7 +173,7 @@ async def run_rate(settings: Settings, once: bool, json_path: Path | None, stop:
         if once:
             print(report.table(targets, plan), flush=True)
             if json_path is not None:
-                write_json(json_path, report.rate_json(targets, plan))
+                write_json(json_path, report.rate_json(targets, plan, run.started_at))
             unreached = [t.base for t in targets if not t.reached]
             if unreached:
                 log.warning("sender: could not reach %s at all", ", ".join(unreached))

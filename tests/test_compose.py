@@ -15,6 +15,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 
 import pytest
@@ -33,11 +34,13 @@ from tests.compose import (
     require_docker,
     stand_in,
 )
-from tests.conftest import STRICT, eventually
-from tests.dashboard_check import instant, missing_data, missing_modes
+from tests.conftest import STRICT, Samples, eventually, samples, value
+from tests.dashboard_check import board, instant, missing_data, missing_modes
+from tools import snapshot
 from tools.processes import ROOT, get
 
 N, D = 4, 0.5
+TASKS = "/tasks/{name}"
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +189,77 @@ def test_every_mode_in_containers_matches_the_model(lab, mode):
             break
         time.sleep(1)
     assert modes == [mode]
+
+
+def metrics_in(lab: Lab, service: str, port: int) -> Samples:
+    """A service's /metrics as its process serves it now, read inside its container (exact: no scrape)."""
+    read = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics').read().decode())"
+    return samples(lab.compose("exec", "-T", service, "python", "-c", read, timeout=60).stdout)
+
+
+def receiver_counts(lab: Lab) -> dict[str, float]:
+    """The async receiver's GET /tasks answers (200, 502) and its upstream calls (ok, error) so far."""
+    found = metrics_in(lab, "receiver", 9000)
+    answers = {status: value(found, "receiver_http_requests_total", mode="async", route=TASKS, status=status)
+               for status in ("200", "502")}
+    calls = {outcome: value(found, "receiver_upstream_call_duration_seconds_count", client="aiohttp", outcome=outcome)
+             for outcome in ("ok", "error")}
+    return {**answers, **calls}
+
+
+def test_upstream_killed_under_a_steady_rate_turns_into_502s_and_back(lab):
+    """docker compose kill upstream while the sender offers 20 requests/s to an async receiver,
+    then up again: 502s within milliseconds while it is down, 200s within a healthcheck
+    interval of it being back, every request counted alike by the sender and the receiver."""
+    rate, duration, interval = 20, 20, 3.0  # interval: upstream's healthcheck (docker-compose.yml)
+    lab.compose("up", "-d", "--wait", *SERVICES, RECEIVER_MODE="async", timeout=180)
+    lab.compose("stop", "sender", timeout=60)  # only this test's requests from here on
+    before = receiver_counts(lab)
+    run: list[subprocess.CompletedProcess] = []
+    sending = threading.Thread(target=lambda: run.append(lab.compose(
+        "run", "--rm", "--no-deps", "-e", f"SENDER_RATE={rate}", "-e", f"SENDER_DURATION={duration}",
+        "sender", "python", "-m", "sender", "--once", "--json", "/dev/stdout", timeout=duration + 120)))
+    sending.start()
+    eventually(lambda: receiver_counts(lab)["200"] >= before["200"] + 2 * rate, 30, "the steady rate answered")
+    killing = time.time()
+    lab.compose("kill", "upstream", timeout=60)
+    dead = time.time()
+    eventually(lambda: receiver_counts(lab)["502"] >= before["502"] + 2 * rate, 30, "the receiver answering 502s")
+    down = receiver_counts(lab)  # no call can succeed now: the ok calls upstream answered before it died
+    starting = time.time()
+    lab.compose("up", "-d", "--wait", "upstream", timeout=120)
+    back = time.time()
+    sending.join()
+
+    document = next(json.loads(line) for line in run[0].stdout.splitlines() if line.startswith('{"sender_version"'))
+    target = document["targets"][0]
+    assert (target["scheduled"], target["sent"], target["dropped"]) == (rate * duration,) * 2 + (0,)
+    assert set(target["answered"]) == {"200", "502"}, target["answered"]  # every request answered, none cut
+    sent = [(document["started_at"] + offset, seconds, status) for offset, seconds, status in target["records"]]
+    # Before the kill (and its calls' D), 200s; while upstream is down, a 502 within milliseconds
+    # each; from one healthcheck interval after compose has it healthy again, 200s.
+    assert {status for at, _, status in sent if at < killing - D - 0.1} == {200}
+    outage = [(status, seconds) for at, seconds, status in sent if dead + 0.1 < at < starting]
+    assert len(outage) >= rate and {status for status, _ in outage} == {502}, outage
+    assert max(seconds for _, seconds in outage) < 0.05, outage
+    assert {status for at, _, status in sent if at > back + interval} == {200}
+
+    after = receiver_counts(lab)
+    counted = {key: after[key] - before[key] for key in after}
+    assert counted["200"] == counted["ok"] == target["answered"]["200"], counted
+    assert counted["502"] == counted["error"] == target["answered"]["502"], counted
+    # upstream's counts died with it (SIGKILL); the new process counted every call the receiver got an answer to
+    since_back = value(metrics_in(lab, "upstream", 9001), "upstream_http_requests_total", route="/work",
+                       caller="async", status="200")
+    assert since_back == after["ok"] - down["ok"] > 0
+
+    # The dashboard's errors panel shows the outage: its receiver series rises above 0.
+    panel = next(p for p in board()["panels"] if p["title"] == "Errors: share of requests that failed")
+    window = snapshot.Window(start=killing - 10, end=time.time(), scrape_interval=2.0, min_interval=2.0)
+    shown = {series.name: [v for _, v in series.finite()]
+             for series in snapshot.fetch(panel, snapshot.Prometheus(lab.prometheus), window).series}
+    assert max(shown.get("receiver async 5xx", [0])) > 0, shown
+    lab.compose("up", "-d", "--wait", "sender", RECEIVER_MODE="async", timeout=120)  # the lab's own sender again
 
 
 def test_workers_in_containers_serve_side_by_side_and_count_right(lab):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -228,13 +229,15 @@ def test_once_writes_json_for_both_kinds(lab, tmp_path):
     assert [set(r) for r in target["results"]] == [{"name", "seconds", "status"}] * 2
 
     path = tmp_path / "rate.json"
+    before = time.time()
     done = sender_once(lab["async"].url, args=["--json", str(path)], SENDER_RATE="10", SENDER_DURATION="0.5",
                        SENDER_DELAY="0")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "achieved" in done.stdout and f"\n{lab['async'].url}" in done.stdout  # the table
     rate = json.loads(path.read_text())
     assert set(rate) == {"sender_version", "kind", "rate", "arrivals", "seed", "duration", "max_in_flight",
-                         "timeout", "targets"}
+                         "timeout", "started_at", "targets"}
+    assert before < rate["started_at"] < time.time()
     assert (rate["kind"], rate["rate"], rate["arrivals"], rate["duration"]) == ("rate", 10, "constant", 0.5)
     (target,) = rate["targets"]
     assert set(target) == {"url", "mode", "info", "scheduled", "sent", "answered", "dropped", "late",
