@@ -236,12 +236,14 @@ def test_upstream_killed_under_a_steady_rate_turns_into_502s_and_back(lab):
     assert (target["scheduled"], target["sent"], target["dropped"]) == (rate * duration,) * 2 + (0,)
     assert set(target["answered"]) == {"200", "502"}, target["answered"]  # every request answered, none cut
     sent = [(document["started_at"] + offset, seconds, status) for offset, seconds, status in target["records"]]
-    # Before the kill (and its calls' D), 200s; while upstream is down, a 502 within milliseconds
-    # each; from one healthcheck interval after compose has it healthy again, 200s.
+    # Before the kill (and its calls' D), 200s; while upstream is down, 502s in milliseconds (half
+    # within 50 ms, each in well under the D a call would take); from one healthcheck interval
+    # after compose has it healthy again, 200s.
     assert {status for at, _, status in sent if at < killing - D - 0.1} == {200}
     outage = [(status, seconds) for at, seconds, status in sent if dead + 0.1 < at < starting]
     assert len(outage) >= rate and {status for status, _ in outage} == {502}, outage
-    assert max(seconds for _, seconds in outage) < 0.05, outage
+    latencies = sorted(seconds for _, seconds in outage)
+    assert latencies[len(latencies) // 2] < 0.05 and latencies[-1] < D / 2, latencies
     assert {status for at, _, status in sent if at > back + interval} == {200}
 
     after = receiver_counts(lab)

@@ -21,7 +21,9 @@ _HANDED_OUT: set[int] = set()
 
 
 # Under pytest-xdist each worker takes only the ports of its own residue class, so that two
-# workers never hand out the same port between its release by bind(0) and its use.
+# workers never hand out the same port between its release by bind(0) and its use. The class
+# is of port // 2: Linux gives bind(0) ports of one parity, and port % 4 would leave two of
+# four workers without any.
 _WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
@@ -36,7 +38,7 @@ def free_port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port not in _HANDED_OUT and port % _WORKERS == _WORKER:
+        if port not in _HANDED_OUT and (port // 2) % _WORKERS == _WORKER:
             _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free loopback port that was not handed out already")
