@@ -19,7 +19,7 @@ REQUIREMENTS := requirements-dev.txt constraints.txt upstream/requirements.txt r
 
 help:
 	@echo "make check                 the fast lane (<1 min): ruff, mypy, lint-imports, the tests that start no process"
-	@echo "make test                  every test but the tour, on 4 workers (<5 min; creates .venv first)"
+	@echo "make test                  every test but the tour, on 3 workers (<5 min; creates .venv first)"
 	@echo "make tour                  the README's tour in the compose lab, every panel checked (~4 min; Docker)"
 	@echo "make demo MODE=sync        the seed's experiment on loopback: MODE=sync|async|mixed|threaded|def"
 	@echo "                           DELAY=1 N=2 THREADS=40 POOL_LIMIT=100 TOKENS=40 (DELAY=10: the seed's numbers)"
@@ -53,11 +53,11 @@ check: $(VENV)/.installed
 	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -m "not process and not compose and not tour" $(PYTEST_ARGS)
 
-# make test: every test but the tour, its files spread over 4 workers (pytest-xdist; a file stays
+# make test: every test but the tour, its files spread over 3 workers (pytest-xdist; a file stays
 # on one worker, so a file's tests run one after another), the longest files first (tests/conftest.py).
 # The tests mostly wait on upstream's delays, not on the CPU. TEST_WORKERS="-n 0" runs them all
 # in one process.
-TEST_WORKERS ?= -n 4 --dist loadfile --no-loadscope-reorder
+TEST_WORKERS ?= -n 3 --dist loadfile --no-loadscope-reorder
 test: $(VENV)/.installed
 	$(PY) -m pytest -m "not tour" $(TEST_WORKERS) $(PYTEST_ARGS)
 

@@ -18,7 +18,7 @@ from tests.conftest import eventually, scrape
 from tools.fault_proxy import FaultProxy
 from tools.processes import Service, get, sender_once
 
-RATE, DOWN_AT, DOWN_FOR, RECOVERY, TAIL = 20, 5.0, 30.0, 15.0, 5.0
+RATE, DOWN_AT, DOWN_FOR, RECOVERY, TAIL = 20, 5.0, 10.0, 5.0, 5.0
 
 
 def open_fds(pid: int) -> int:
@@ -31,7 +31,7 @@ def tasks_answered(receiver: Service) -> float:
                if name == "receiver_http_requests_total" and dict(labels).get("route") == "/tasks/{name}")
 
 
-def test_upstream_down_for_30_s_under_a_fixed_rate(start, tmp_path):
+def test_upstream_down_for_10_s_under_a_fixed_rate(start, tmp_path):
     upstream = start("upstream", UPSTREAM_DELAY="0.05", LOG_LEVEL="warning")
     receiver = start("receiver", RECEIVER_MODE="async", UPSTREAM_URL=upstream.url, RECEIVER_UPSTREAM_TIMEOUT="2",
                      LOG_LEVEL="warning")
