@@ -110,6 +110,25 @@ def _mixed(n: int, d: float, caps: Caps) -> list[float]:
     return done
 
 
+def mixed_late(n: int, d: float, caps: Caps) -> list[float]:
+    """mixed's burst when every waiting aiohttp call resumes late: t_k, earliest first.
+
+    A call waiting for a pooled connection (L < N) is woken when an earlier request's answer
+    frees one, but the loop may first run every handler whose answer came in the same turn,
+    blocking call and all: which runs first is a race the receiver does not decide. Here the
+    waiting calls of each wave of L start only after all of the previous wave's blocking
+    calls. The model's completion_times() is the other end: each starts right after the
+    blocking call of the request that freed its connection.
+    """
+    limit = caps.pool_limit
+    done: list[float] = []
+    for k in range(1, n + 1):
+        wave = _waves(k, limit)
+        answered = d if wave == 1 else done[(wave - 1) * limit - 1] + d
+        done.append(max(done[-1] if done else 0.0, answered) + d)
+    return done
+
+
 def _mixed_capacity(d: float, caps: Caps) -> float:
     limit = caps.pool_limit
     return 1 / d if limit <= 0 else limit / ((limit + 1) * d)

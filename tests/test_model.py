@@ -175,3 +175,12 @@ def test_capacity_grows_with_workers_and_the_simulation_models_one():
     assert model.Caps.from_info({"pool_limit": 100, "threads": 40}) == one  # a receiver from before workers
     with pytest.raises(ValueError, match="one worker"):
         steady.steady_state("sync", 0.5, 1.0, four, duration=10)
+
+
+def test_mixed_late_waiters_start_after_the_whole_previous_wave():
+    two = model.Caps(pool_limit=2, threads=40)
+    assert model.mixed_late(4, 0.5, two) == pytest.approx([1.0, 1.5, 2.5, 3.0])
+    assert model.completion_times("mixed", 4, 0.5, two) == pytest.approx([1.0, 1.5, 2.0, 2.5])
+    for caps in (model.Caps(pool_limit=1, threads=40), model.Caps(pool_limit=100, threads=40),
+                 model.Caps(pool_limit=0, threads=40)):  # one call a wave, or no waiting: no race
+        assert model.mixed_late(6, 0.5, caps) == model.completion_times("mixed", 6, 0.5, caps)

@@ -72,9 +72,11 @@ def receiver_events(log: str) -> list[tuple[str, str]]:
     return re.findall(r" - (Received|Send) (task\d+) (?:Request!!|response)", log)
 
 
-def assert_close(measured: float, predicted: float, what: str) -> None:
-    assert predicted * (1 - RELATIVE) - CONSTANT <= measured <= predicted * (1 + RELATIVE) + CONSTANT, (
-        f"{what}: measured {measured:.3f}s, model {predicted:.3f}s"
+def assert_close(measured: float, predicted: float, what: str, latest: float | None = None) -> None:
+    """measured within the tolerances of predicted, or of anywhere up to latest (a race's other end)."""
+    late = predicted if latest is None else latest
+    assert predicted * (1 - RELATIVE) - CONSTANT <= measured <= late * (1 + RELATIVE) + CONSTANT, (
+        f"{what}: measured {measured:.3f}s, model {predicted:.3f}s" + (f" to {late:.3f}s" if late != predicted else "")
     )
 
 
@@ -91,10 +93,13 @@ def test_burst_matches_the_model(mode, env, upstream, receiver_for):
 
     assert [r.status for r in result.results] == [200] * N
     predicted = model.completion_times(mode, N, D, caps)
+    # mixed with L < N: a waiting call may resume before or after the handlers that came back
+    # with the one that freed its connection (a race): anywhere between the two ends
+    latest = model.mixed_late(N, D, caps) if mode == "mixed" else predicted
     measured = sorted(r.seconds for r in result.results)
-    for k, (m, p) in enumerate(zip(measured, predicted), start=1):
-        assert_close(m, p, f"{mode} {env} answer {k}")
-    assert_close(result.makespan, model.makespan(mode, N, D, caps), f"{mode} {env} makespan")
+    for k, (m, p, late) in enumerate(zip(measured, predicted, latest), start=1):
+        assert_close(m, p, f"{mode} {env} answer {k}", late)
+    assert_close(result.makespan, predicted[-1], f"{mode} {env} makespan", latest[-1])
 
     # Concurrency as upstream saw it: 1 in sync, N in async (up to the caps).
     upstream_metrics = scrape(upstream.metrics_url)
