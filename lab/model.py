@@ -41,6 +41,7 @@ only: they live in models/ (models/steady.py, models/simulate.py), outside the i
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -62,12 +63,21 @@ class Caps:
     threads: int  # T: threads that run requests calls in threaded mode (per worker)
     workers: int = 1  # W: receiver processes (gunicorn's uvicorn workers), each with its own loop
     tokens: int = 40  # K: anyio's thread-pool tokens, which run def mode's endpoint (per worker)
+    cpu: float = 0.0  # c: seconds of CPU work each request does after its call (RECEIVER_CPU_MS / 1000)
+    processes: int = 0  # P: processes that do that work (RECEIVER_CPU_PROCESSES), 0: where the handler runs
+    cores: int = 1  # the cores the receiver may run on: P processes compute at most this many at once
 
     @classmethod
     def from_info(cls, info: dict) -> Caps:
         """The caps from the receiver's GET /info answer."""
         return cls(pool_limit=info["pool_limit"], threads=info["threads"], workers=info.get("workers", 1),
-                   tokens=info.get("threadpool_tokens", 40))
+                   tokens=info.get("threadpool_tokens", 40), cpu=info.get("cpu_ms", 0) / 1000,
+                   processes=info.get("cpu_processes", 0), cores=info.get("cores", 1))
+
+    @property
+    def computing(self) -> int:
+        """How many requests' work runs at once: 1 (the loop, or the GIL), or the pool's processes on the cores."""
+        return max(1, min(self.processes, self.cores)) if self.processes else 1
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,9 @@ class ModeModel:
     capacity: Callable[[float, Caps], float]  # μ of one worker at D > 0
     latency_below_capacity: Mapping[Arrivals, str]  # the latency below capacity, by arrivals, in docs/model.md's words
     shape: Shape  # how the simulator runs one of its requests
+    # The makespan when each request also does c of work (work_times()): the work where the
+    # handler runs, and with P processes (P' = min(P, cores) at once); the burst within the caps.
+    work_formula: tuple[str, str] = ("", "")
     pool: Callable[[Caps], int] = lambda caps: caps.threads  # the threads of a "thread" shape
 
 
@@ -145,37 +158,39 @@ MODES_: dict[Mode, ModeModel] = {
         blocking_calls=1, upstream_calls=1, concurrency=lambda n, caps: 1,
         capacity_formula="1/D", capacity=lambda d, caps: 1 / d,
         latency_below_capacity={"constant": "D", "poisson": "D + M/D/1 wait (mean ρD/(2(1−ρ)))"},
-        shape="block"),
+        shape="block", work_formula=("N·(D+c)", "N·D + c if c ≤ P'·D")),
     "async": ModeModel(
         formula="⌈N/L⌉·D", formula_per_worker="⌈⌈N/W⌉/L⌉·D",
         completion_times=_in_waves(lambda caps: caps.pool_limit),
         blocking_calls=0, upstream_calls=1, concurrency=lambda n, caps: _capped(n, caps.pool_limit),
         capacity_formula="L/D (∞ if L=0)",
         capacity=lambda d, caps: math.inf if caps.pool_limit <= 0 else caps.pool_limit / d,
-        latency_below_capacity=_pool_latency("L"), shape="call"),
+        latency_below_capacity=_pool_latency("L"), shape="call", work_formula=("D + N·c", "D + ⌈N/P'⌉·c")),
     "mixed": ModeModel(
         formula="(N+1)·D (2N·D if L=1)", formula_per_worker="(⌈N/W⌉+1)·D", completion_times=_mixed,
         blocking_calls=1, upstream_calls=2, concurrency=lambda n, caps: _capped(n, caps.pool_limit),
         capacity_formula="L/((L+1)·D): 1/(2D) if L=1, 1/D if L=0 (up to 1/D if L≥2)", capacity=_mixed_capacity,
         latency_below_capacity={"constant": "2D if λD ≤ ½, else batches: up to (⌈λD/(1−λD)⌉+1)·D",
                                 "poisson": "≥ 2D, no closed form: simulated"},
-        shape="call, block"),
+        shape="call, block", work_formula=("(N+1)·D + N·c", "(N+1)·D + c")),
     "threaded": ModeModel(
         formula="⌈N/T⌉·D", formula_per_worker="⌈⌈N/W⌉/T⌉·D", completion_times=_in_waves(lambda caps: caps.threads),
         blocking_calls=0, upstream_calls=1, concurrency=lambda n, caps: _capped(n, caps.threads),
         capacity_formula="T/D", capacity=lambda d, caps: caps.threads / d,
-        latency_below_capacity=_pool_latency("T"), shape="thread"),
+        latency_below_capacity=_pool_latency("T"), shape="thread", work_formula=("D + N·c", "D + ⌈N/P'⌉·c")),
     "def": ModeModel(  # threaded, with anyio's K tokens for threads: the endpoint itself goes to the pool
         formula="⌈N/K⌉·D", formula_per_worker="⌈⌈N/W⌉/K⌉·D", completion_times=_in_waves(lambda caps: caps.tokens),
         blocking_calls=0, upstream_calls=1, concurrency=lambda n, caps: _capped(n, caps.tokens),
         capacity_formula="K/D", capacity=lambda d, caps: caps.tokens / d,
-        latency_below_capacity=_pool_latency("K"), shape="thread", pool=lambda caps: caps.tokens),
+        latency_below_capacity=_pool_latency("K"), shape="thread", pool=lambda caps: caps.tokens,
+        work_formula=("D + N·c", "D + ⌈N/P'⌉·c")),
 }
 MODES: tuple[Mode, ...] = get_args(Mode)  # MODES_ has one record per Mode, in this order (tests/test_model.py)
 
 # Views of the records, by mode, under the names the rest of the lab reads.
 FORMULAS: dict[Mode, str] = {mode: m.formula for mode, m in MODES_.items()}
 FORMULAS_PER_WORKER: dict[Mode, str] = {mode: m.formula_per_worker for mode, m in MODES_.items()}
+WORK_FORMULAS: dict[Mode, tuple[str, str]] = {mode: m.work_formula for mode, m in MODES_.items()}
 CAPACITY_FORMULAS: dict[Mode, str] = {mode: m.capacity_formula for mode, m in MODES_.items()}
 BLOCKING_CALLS: dict[Mode, int] = {mode: m.blocking_calls for mode, m in MODES_.items()}
 UPSTREAM_CALLS: dict[Mode, int] = {mode: m.upstream_calls for mode, m in MODES_.items()}
@@ -190,20 +205,76 @@ def completion_times_spread(mode: Mode, loads: Sequence[int], delay: float, caps
     """Completion times, earliest first, when worker w gets loads[w] of the burst (each its own loop)."""
     if sum(loads) < 1 or min(loads) < 0:
         raise ValueError(f"a burst has at least one request and no worker a negative share, got {list(loads)}")
-    one = MODES_[mode].completion_times
+    def one(n: int, d: float, caps: Caps) -> list[float]:
+        return work_times(mode, n, d, caps) if caps.cpu > 0 else MODES_[mode].completion_times(n, d, caps)
+
     return sorted(t for load in loads if load for t in one(load, delay, caps))
 
 
 def completion_times(mode: Mode, n: int, delay: float, caps: Caps) -> list[float]:
     """Seconds after the burst starts at which each of n requests is answered, earliest first.
 
-    With W > 1 workers, under the even spread (even_spread()).
+    With W > 1 workers, under the even spread (even_spread()). With work (c > 0), work_times().
     """
     if n < 1:
         raise ValueError(f"a burst has at least one request, got n={n}")
     if caps.workers > 1:
         return completion_times_spread(mode, even_spread(n, caps.workers), delay, caps)
+    if caps.cpu > 0:
+        return work_times(mode, n, delay, caps)
     return MODES_[mode].completion_times(n, delay, caps)
+
+
+class _Servers:
+    """m servers taken first come, first served: each job starts when it is ready and one is free."""
+
+    def __init__(self, m: int):
+        self.free = [0.0] * max(1, m)
+
+    def serve(self, ready: float, seconds: float) -> float:
+        start = max(ready, heapq.heappop(self.free))
+        heapq.heappush(self.free, start + seconds)
+        return start + seconds
+
+
+def work_times(mode: Mode, n: int, d: float, caps: Caps) -> list[float]:
+    """A burst of n whose requests each do c = caps.cpu seconds of work after their call.
+
+    The work holds the GIL: on the loop (sync, async, mixed) it runs on the loop, one request's
+    after another, and nothing else runs meanwhile; in a thread (threaded, def) the threads
+    overlap their calls but not their work, one thread computing at a time. With P processes
+    the work runs min(P, cores) at once, and the loop or the thread only waits for it.
+      sync   t_k = k·(D + c); with processes, the calls one after another, the work beside
+             them: t_k = max(k·D, a free process) + c
+      async  the calls as without work (⌈k/L⌉·D), then the work queues: t_k = max(t_(k-1), a_k) + c
+      mixed  the aiohttp call, then the blocking call and the work on the loop
+      threaded, def  T (or K) threads each hold a request for its call and its work
+    """
+    c, pool = caps.cpu, caps.processes > 0
+    work = _Servers(caps.computing)  # the loop (or the GIL), or the processes
+    done: list[float] = []
+    if mode in ("threaded", "def"):
+        threads = _Servers(caps.threads if mode == "threaded" else caps.tokens)
+        for _ in range(n):
+            start = heapq.heappop(threads.free)
+            finished = work.serve(start + d, c)
+            heapq.heappush(threads.free, finished)
+            done.append(finished)
+        return sorted(done)
+    loop = work if not pool else _Servers(1)  # what runs on the loop, one thing at a time
+    limit = caps.pool_limit
+    on_loop: list[float] = []  # when each request's part on the loop ends
+    for k in range(1, n + 1):
+        if mode == "sync":
+            ready = loop.serve(0.0, d)  # the blocking call
+        elif mode == "async":
+            ready = _waves(k, limit) * d
+        else:  # mixed: the aiohttp call (a connection freed when an earlier request's loop part ends), then requests
+            answered = d if limit <= 0 or k <= limit else on_loop[k - limit - 1] + d
+            ready = loop.serve(answered, d)
+        on_loop.append(ready)
+        done.append(work.serve(ready, c))
+    return sorted(done)
 
 
 def makespan(mode: Mode, n: int, delay: float, caps: Caps) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -272,7 +273,9 @@ def create_app(settings: Settings) -> FastAPI:
                 upstream = await response.json() if response.status == 200 else None
         except (aiohttp.ClientError, TimeoutError, ValueError):
             upstream = None
-        return {**settings.info(), **settings.knobs(), "max_delay": bound.info(), "upstream": upstream}
+        # cores: how many of RECEIVER_CPU_PROCESSES can compute at once (the model's P')
+        return {**settings.info(), **settings.knobs(), "cores": len(os.sched_getaffinity(0)),
+                "max_delay": bound.info(), "upstream": upstream}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -16,6 +16,7 @@ import anyio.to_thread
 import requests
 
 from lab.metrics import CALLER_HEADER
+from receiver.cpu import Work
 from receiver.deadline import WATCHDOG, WatchedAdapter
 from receiver.metrics import UpstreamCalls
 from receiver.settings import Settings
@@ -65,6 +66,7 @@ class Clients:
     threads: Threads  # threaded
     threadpool: anyio.CapacityLimiter  # def: anyio's default thread limiter, which FastAPI runs def endpoints in
     timeout: float
+    work: Work  # RECEIVER_CPU_MS, after each upstream call
     # receiver_upstream_call_duration_seconds, which each call is timed into (the app's
     # ReceiverMetrics.calls); None: RECEIVER_METRICS off, not timed.
     calls: UpstreamCalls | None = None
@@ -111,12 +113,15 @@ async def open_clients(settings: Settings, calls: UpstreamCalls | None = None) -
     threadpool = anyio.to_thread.current_default_thread_limiter()  # this event loop's
     if settings.receiver_threadpool_tokens is not None:  # else anyio's own default stays
         threadpool.total_tokens = settings.receiver_threadpool_tokens
+    work = Work(settings.receiver_cpu_ms, settings.receiver_cpu_processes)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session:
         try:
-            yield Clients(session, http, threads, threadpool, settings.receiver_upstream_timeout, calls)
+            work.start()
+            yield Clients(session, http, threads, threadpool, settings.receiver_upstream_timeout, work, calls)
         finally:
             threads.executor.shutdown(wait=False, cancel_futures=True)
             http.close()
+            work.close()
 
 
 def check(status: int, body: bytes) -> None:

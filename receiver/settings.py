@@ -43,6 +43,11 @@ class Settings(ServiceSettings):
     # Most GET /tasks requests a receiver process works on at once; one more is answered 503
     # at once (with Retry-After) instead of joining a queue without bound. 0: no limit.
     receiver_max_in_flight: Annotated[int, Field(ge=0, le=100_000)] = 0
+    # c: milliseconds of pure-Python work (its thread's CPU time) each GET /tasks does after its
+    # upstream call, where the mode runs its handler: on the loop or in the thread (receiver/cpu.py).
+    receiver_cpu_ms: Annotated[float, Field(ge=0, le=10_000, allow_inf_nan=False)] = 0.0
+    # P: that work in a pool of P processes instead (0: where the handler runs).
+    receiver_cpu_processes: Annotated[int, Field(ge=0, le=64)] = 0
     # The HTTP metrics (requests, duration, in flight) and the per-call upstream histogram.
     # false leaves them out, so the benchmark can measure what they cost; /metrics still
     # answers (receiver_info, the event-loop probe).
@@ -78,6 +83,8 @@ class Settings(ServiceSettings):
             "server": self.server,
             "workers": self.receiver_workers,
             "accept": self.receiver_accept if self.receiver_workers > 1 else "one process",
+            "cpu_ms": self.receiver_cpu_ms,
+            "cpu_processes": self.receiver_cpu_processes,
         }
 
     def knobs(self) -> dict[str, object]:

@@ -52,8 +52,14 @@ class Prediction:
     delay: float
     makespan: float
     workers: int = 1
+    cpu: float = 0.0  # c, seconds of work per request
+    processes: int = 0  # P
 
     def __str__(self) -> str:
+        if self.cpu and self.workers == 1:
+            formula = model.WORK_FORMULAS[self.mode][self.processes > 0]
+            pool = f", P={self.processes}" if self.processes else ""
+            return f"{self.makespan:.3f}s [{formula}, D={self.delay:g}s, c={self.cpu * 1000:g}ms{pool}]"
         if self.workers == 1:
             return f"{self.makespan:.3f}s [{model.FORMULAS[self.mode]}, D={self.delay:g}s]"
         return (f"{self.makespan:.3f}s [{model.FORMULAS_PER_WORKER[self.mode]} if W={self.workers} workers "
@@ -73,7 +79,8 @@ def predict(info: dict[str, Any] | None, n: int, delay: float | None) -> Predict
         if delay is None:
             return None
     caps = model.Caps.from_info(info)
-    return Prediction(info["mode"], delay, model.makespan(info["mode"], n, delay, caps), caps.workers)
+    return Prediction(info["mode"], delay, model.makespan(info["mode"], n, delay, caps), caps.workers, caps.cpu,
+                      caps.processes)
 
 
 async def send(

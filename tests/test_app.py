@@ -9,6 +9,7 @@ here; tests/test_modes.py runs them as processes).
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -96,8 +97,8 @@ def test_info_says_the_settings_and_null_for_an_unreachable_upstream():
             response = await client.get("/info")
         assert response.status_code == 200
         info = response.json()
-        assert set(info) == {*settings.info(), *settings.knobs(), "max_delay", "upstream"}
-        assert info["upstream"] is None
+        assert set(info) == {*settings.info(), *settings.knobs(), "cores", "max_delay", "upstream"}
+        assert info["upstream"] is None and info["cores"] == len(os.sched_getaffinity(0))
         assert (info["mode"], info["threads"], info["server"], info["workers"]) == ("threaded", 7, "uvicorn", 1)
         assert info["upstream_url"] == settings.upstream_base
 

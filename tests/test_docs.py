@@ -155,3 +155,10 @@ def test_configuration_names_every_setting_and_every_env_key():
               for field in settings.model_fields}
     missing = sorted(knob for knob in fields | set(dotenv()) if f"`{knob}`" not in text)
     assert not missing, f"docs/configuration.md does not name: {missing}"
+
+
+def test_the_model_page_shows_every_modes_makespan_with_work():
+    text = (DOCS / "model.md").read_text()
+    for mode in model.MODES:
+        row = re.search(rf"^\| `{mode}` \| \*\*(.+?)\*\* \| \*\*(.+?)\*\* \|$", text, re.MULTILINE)
+        assert row and (row[1], row[2]) == model.WORK_FORMULAS[mode], (mode, row and row.groups())

@@ -177,6 +177,42 @@ def test_capacity_grows_with_workers_and_the_simulation_models_one():
         steady.steady_state("sync", 0.5, 1.0, four, duration=10)
 
 
+WORK = model.Caps(pool_limit=100, threads=40, cpu=0.02)
+
+
+@pytest.mark.parametrize("mode, last", [("sync", 10 * 1.02), ("async", 1.2), ("mixed", 11 + 0.2),
+                                        ("threaded", 1.2), ("def", 1.2)])
+def test_work_on_the_loop_or_under_the_gil_queues_one_request_after_another(mode, last):
+    times = model.completion_times(mode, 10, 1.0, WORK)
+    assert times[-1] == pytest.approx(last)
+    assert times == sorted(times) and len(times) == 10
+
+
+@pytest.mark.parametrize("mode, last", [("sync", 10.02), ("async", 1.1), ("mixed", 11.02), ("threaded", 1.1),
+                                        ("def", 1.1)])
+def test_work_in_processes_runs_as_many_at_once_as_there_are_cores(mode, last):
+    two = model.Caps(pool_limit=100, threads=40, cpu=0.02, processes=2, cores=2)
+    assert model.makespan(mode, 10, 1.0, two) == pytest.approx(last)
+    # more processes than cores compute no faster
+    assert model.makespan(mode, 10, 1.0, model.Caps(100, 40, cpu=0.02, processes=8, cores=2)) == pytest.approx(last)
+
+
+def test_work_behind_a_connector_limit_queues_by_wave():
+    caps = model.Caps(pool_limit=2, threads=40, cpu=0.1)
+    assert model.completion_times("async", 4, 1.0, caps) == pytest.approx([1.1, 1.2, 2.1, 2.2])
+    caps = model.Caps(pool_limit=100, threads=2, cpu=0.1)  # each thread holds its request through the work
+    assert model.completion_times("threaded", 4, 1.0, caps) == pytest.approx([1.1, 1.2, 2.2, 2.3])
+
+
+def test_without_work_the_model_is_the_io_one():
+    for mode in model.MODES:
+        assert model.completion_times(mode, 7, 1.0, CAPS_ZERO_WORK) == model.MODES_[mode].completion_times(
+            7, 1.0, CAPS_ZERO_WORK)
+
+
+CAPS_ZERO_WORK = model.Caps(pool_limit=3, threads=2, tokens=2, processes=4, cores=2)
+
+
 def test_mixed_late_waiters_start_after_the_whole_previous_wave():
     two = model.Caps(pool_limit=2, threads=40)
     assert model.mixed_late(4, 0.5, two) == pytest.approx([1.0, 1.5, 2.5, 3.0])

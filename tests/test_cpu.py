@@ -1,0 +1,52 @@
+"""RECEIVER_CPU_MS: computing blocks too. A burst of N through real processes, each request
+doing c of pure-Python work after its call, against the model (lab.model.work_times)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+
+import pytest
+
+from lab import model
+from receiver.cpu import compute
+from tests.test_modes import CONSTANT, RELATIVE, caps_of
+from tools.processes import sender_once
+
+D, C = 0.5, 0.02  # upstream's delay; each request's work (RECEIVER_CPU_MS=20)
+
+
+def test_the_work_is_its_threads_cpu_time():
+    wall, cpu = time.perf_counter(), time.thread_time()
+    compute(C * 1000)
+    assert C <= time.thread_time() - cpu < C + 0.005
+    assert time.perf_counter() - wall >= C
+
+
+@pytest.mark.parametrize("mode, n, env", [
+    pytest.param("sync", 4, {}, id="sync"),
+    pytest.param("async", 10, {}, id="async"),
+    pytest.param("threaded", 10, {}, id="threaded"),
+    pytest.param("def", 10, {}, id="def"),
+    pytest.param("threaded", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="threaded-P2"),
+    pytest.param("async", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="async-P2"),
+])
+def test_a_burst_that_computes_takes_what_the_model_says(start, mode, n, env):
+    upstream = start("upstream", UPSTREAM_DELAY=str(D), LOG_LEVEL="warning")
+    receiver = start("receiver", RECEIVER_MODE=mode, UPSTREAM_URL=upstream.url, RECEIVER_CPU_MS=f"{C * 1000:g}",
+                     LOG_LEVEL="warning", **env)
+    caps = caps_of(receiver)
+    assert (caps.cpu, caps.processes) == (C, int(env.get("RECEIVER_CPU_PROCESSES", 0)))
+    expected = model.makespan(mode, n, D, caps)
+    done = sender_once(receiver.url, timeout=60, SENDER_CONCURRENCY=str(n), LOG_LEVEL="info")
+    line = re.search(r"makespan=([\d.]+)s mode=\w+ predicted=([\d.]+)s \[(.+?)\] failed=0", done.stdout)
+    assert line, done.stdout + done.stderr
+    measured, predicted = float(line[1]), float(line[2])
+    assert predicted == pytest.approx(expected, abs=0.001) and "c=20ms" in line[3], line[0]
+    assert expected * (1 - 0.05) <= measured <= expected * (1 + RELATIVE) + CONSTANT, line[0]
+    if caps.processes:  # the processes compute side by side: sooner than without them
+        assert measured < model.makespan(mode, n, D, dataclasses.replace(caps, processes=0)), line[0]
+    if mode in ("threaded", "def") and not env:
+        # threads overlap the waiting, not the computing: no sooner than the loop doing it all
+        assert measured >= model.makespan("async", n, D, caps) * (1 - 0.05), line[0]
