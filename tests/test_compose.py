@@ -211,14 +211,15 @@ def test_upstream_killed_under_a_steady_rate_turns_into_502s_and_back(lab):
     """docker compose kill upstream while the sender offers 20 requests/s to an async receiver,
     then up again: 502s within milliseconds while it is down, 200s within a healthcheck
     interval of it being back, every request counted alike by the sender and the receiver."""
-    rate, duration, interval = 20, 20, 3.0  # interval: upstream's healthcheck (docker-compose.yml)
+    rate, most, interval = 20, 120, 3.0  # most: the run's bound; interval: upstream's healthcheck (docker-compose.yml)
     lab.compose("up", "-d", "--wait", *SERVICES, RECEIVER_MODE="async", timeout=180)
     lab.compose("stop", "sender", timeout=60)  # only this test's requests from here on
     before = receiver_counts(lab)
     run: list[subprocess.CompletedProcess] = []
+    sender = f"{lab.project}-steady-sender"
     sending = threading.Thread(target=lambda: run.append(lab.compose(
-        "run", "--rm", "--no-deps", "-e", f"SENDER_RATE={rate}", "-e", f"SENDER_DURATION={duration}",
-        "sender", "python", "-m", "sender", "--once", "--json", "/dev/stdout", timeout=duration + 120)))
+        "run", "--rm", "--no-deps", "--name", sender, "-e", f"SENDER_RATE={rate}", "-e", f"SENDER_DURATION={most}",
+        "sender", "python", "-m", "sender", "--once", "--json", "/dev/stdout", timeout=most + 120)))
     sending.start()
     eventually(lambda: receiver_counts(lab)["200"] >= before["200"] + 2 * rate, 30, "the steady rate answered")
     killing = time.time()
@@ -229,11 +230,17 @@ def test_upstream_killed_under_a_steady_rate_turns_into_502s_and_back(lab):
     starting = time.time()
     lab.compose("up", "-d", "--wait", "upstream", timeout=120)
     back = time.time()
+    answered = receiver_counts(lab)["200"]
+    # the run goes on until 2 s of answers after one healthcheck interval, then is stopped
+    # (SIGTERM: it sends nothing more, waits for what is in flight, and writes its records)
+    eventually(lambda: time.time() > back + interval + 2 and receiver_counts(lab)["200"] > answered + rate * 4,
+               60, "answers again, a healthcheck interval and more after upstream's return")
+    subprocess.run(["docker", "kill", "--signal", "TERM", sender], check=True, capture_output=True, timeout=30)
     sending.join()
 
     document = next(json.loads(line) for line in run[0].stdout.splitlines() if line.startswith('{"sender_version"'))
     target = document["targets"][0]
-    assert (target["scheduled"], target["sent"], target["dropped"]) == (rate * duration,) * 2 + (0,)
+    assert target["scheduled"] == target["sent"] > rate * (back - killing) and target["dropped"] == 0, target
     assert set(target["answered"]) == {"200", "502"}, target["answered"]  # every request answered, none cut
     sent = [(document["started_at"] + offset, seconds, status) for offset, seconds, status in target["records"]]
     # Before the kill (and its calls' D), 200s; while upstream is down, 502s in milliseconds (half
