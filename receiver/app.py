@@ -241,7 +241,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         probe = asyncio.create_task(measured.loop_lag.run())
-        culprits = Culprits(measured.loop_lag, lambda name: measured.loop_blocks.labels(settings.receiver_mode, name),
+        culprits = Culprits(measured.loop_lag,
+                            lambda name, kind: measured.loop_blocks.labels(settings.receiver_mode, name, kind),
                             settings.loop_block_threshold, settings.loop_culprits_max)
         if settings.loop_block_threshold > 0:
             culprits.start(threading.get_ident())  # this thread runs the loop

@@ -5,8 +5,13 @@ While it is overdue by more than LOOP_BLOCK_THRESHOLD, this thread samples the l
 stack (sys._current_frames()) every SAMPLE_INTERVAL and charges the time to a culprit: the
 innermost frame of the lab's own code and the library call below it, for instance
 `receiver.clients.call_with_requests → requests.sessions.Session.get`. The seconds go to
-receiver_event_loop_block_seconds_total{culprit} (at most LOOP_CULPRITS_MAX names, the rest
-as "other"), and each block, once over, gets one log line with the stack it was stuck in.
+receiver_event_loop_block_seconds_total{culprit, kind} (at most LOOP_CULPRITS_MAX names, the
+rest as "other"), and each block, once over, gets one log line with the stack it was stuck in.
+
+kind says whether the loop was waiting or computing: the thread also reads the loop thread's
+own CPU clock (Linux lets one thread read another's), and a stretch in which that clock ran
+at least half as fast as the wall clock is `cpu` (RECEIVER_CPU_MS on the loop, a parser, a
+hash), any other `wait` (a requests call: the thread sleeps in the kernel).
 
 A healthy loop costs this thread one comparison per SAMPLE_INTERVAL, and the loop nothing.
 (pyleak and BlockBuster raise on blocking calls in tests, asyncio's debug mode logs slow
@@ -30,6 +35,8 @@ log = logging.getLogger("receiver")
 
 SAMPLE_INTERVAL = 0.05  # seconds between two looks at the probe (and stack samples while blocked)
 OTHER = "other"  # the culprit of every block once LOOP_CULPRITS_MAX names are taken
+WAIT, CPU = "wait", "cpu"  # the kinds of block: the loop thread sleeping in a call, or computing
+COMPUTING = 0.5  # the share of a stretch's wall time the loop thread spent on a CPU, from which it was computing
 UNKNOWN = "unknown"  # the loop thread had no Python frame when sampled
 OWN_PACKAGES = ("receiver", "lab")
 # The receiver's code that runs inside a library's call: requests' deadline (an HTTPAdapter's
@@ -94,15 +101,26 @@ def describe(frames: list[FrameType]) -> str:
     )
 
 
+def cpu_clock(thread: int) -> Callable[[], float]:
+    """The CPU time a thread of this process has used so far, in seconds (thread: its threading ident)."""
+    clock = time.pthread_getcpuclockid(thread)
+    return lambda: time.clock_gettime(clock)
+
+
+def kind_of(cpu: float, wall: float) -> str:
+    """What the loop thread did over a stretch of wall seconds in which it used cpu seconds."""
+    return CPU if cpu >= COMPUTING * wall else WAIT
+
+
 class Culprits:
     """The watcher thread and the counter it writes."""
 
-    def __init__(self, probe: LoopLag, seconds: Callable[[str], Counter], threshold: float, max_culprits: int):
+    def __init__(self, probe: LoopLag, seconds: Callable[[str, str], Counter], threshold: float, max_culprits: int):
         self.probe = probe
-        self.seconds = seconds  # a culprit's name -> its counter
+        self.seconds = seconds  # a culprit's name and kind -> its counter
         self.threshold = threshold
         self.max_culprits = max_culprits
-        self._named: dict[str, Counter] = {}
+        self._named: dict[str, dict[str, Counter]] = {}  # name -> kind -> counter
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -114,22 +132,29 @@ class Culprits:
     def stop(self) -> None:
         self._stop.set()
 
-    def charge(self, name: str, seconds: float) -> str:
-        """Add seconds to a culprit's count (OTHER once max_culprits names are taken); the name used."""
+    def charge(self, name: str, seconds: float, kind: str = WAIT) -> str:
+        """Add seconds to a culprit's count of this kind (OTHER once max_culprits names are taken); the name used."""
         if name not in self._named:
             if len(self._named) >= self.max_culprits:
                 name = OTHER
-            if name not in self._named:
-                self._named[name] = self.seconds(name)
-        self._named[name].inc(seconds)
+            self._named.setdefault(name, {})
+        kinds = self._named[name]
+        if kind not in kinds:
+            kinds[kind] = self.seconds(name, kind)
+        kinds[kind].inc(seconds)
         return name
 
     def _run(self, loop_thread: int) -> None:
         episode: float | None = None  # the probe's due time of the block being charged
         charged = 0.0  # seconds of it charged so far
         last: str | None = None  # the culprit last named in this block
+        last_kind = WAIT  # what the loop thread did when the block's culprit was last charged
         frames: list[FrameType] = []
+        cpu = cpu_clock(loop_thread)
+        looked, used = time.monotonic(), cpu()  # the last look: the wall clock, the loop thread's CPU clock
         while not self._stop.wait(SAMPLE_INTERVAL):
+            now, spent = time.monotonic(), cpu()
+            kind, looked, used = kind_of(spent - used, now - looked), now, spent
             due = self.probe.due
             if due is None:  # the probe has not run yet (once it has, it always has a due time)
                 continue
@@ -137,10 +162,11 @@ class Culprits:
                 # The loop woke the probe, which set its next due time PROBE_INTERVAL after it woke.
                 total = max(charged, due - PROBE_INTERVAL - episode)
                 if last is not None:  # the rest of the block (the loop catching up) goes to its culprit
-                    self.charge(last, total - charged)
-                    log.warning("event loop blocked %.3f s by %s; stack: %s", total, last, describe(frames))
+                    self.charge(last, total - charged, last_kind)
+                    log.warning("event loop blocked %.3f s by %s (%s); stack: %s", total, last, last_kind,
+                                describe(frames))
                 episode, charged, last = None, 0.0, None
-            overdue = time.monotonic() - due
+            overdue = now - due
             if overdue <= self.threshold:
                 continue
             sampled = stack_of(sys._current_frames().get(loop_thread))
@@ -148,5 +174,5 @@ class Culprits:
             if name is None:  # between callbacks: charged, with what follows, to the block's culprit at its end
                 episode = due
                 continue
-            frames, last = sampled, self.charge(name, overdue - charged)
+            frames, last, last_kind = sampled, self.charge(name, overdue - charged, kind), kind
             episode, charged = due, overdue

@@ -316,8 +316,9 @@ _LOOP_BLOCKS = (
     "receiver_event_loop_block_seconds",
     "Seconds the event loop spent blocked (each block longer than LOOP_BLOCK_THRESHOLD), by the code it "
     "was stuck in: the innermost frame of the receiver's own code → the call below it (receiver/culprits.py). "
-    "By mode too: a dashboard sums it over minutes, across a mode switch.",
-    ["mode", "culprit"],
+    "By mode too: a dashboard sums it over minutes, across a mode switch. kind: wait (the loop thread slept in "
+    "a call) or cpu (it computed).",
+    ["mode", "culprit", "kind"],
 )
 
 

@@ -13,7 +13,8 @@ import uvloop
 from prometheus_client import CollectorRegistry, Counter
 
 from lab.metrics import LoopLag
-from receiver.culprits import OTHER, SAMPLE_INTERVAL, Culprits, culprit, is_own, stack_of
+from receiver.cpu import compute
+from receiver.culprits import OTHER, SAMPLE_INTERVAL, Culprits, cpu_clock, culprit, is_own, kind_of, stack_of
 from tests.conftest import eventually, scrape
 from tools.processes import sender_once
 
@@ -21,10 +22,19 @@ D, N = 0.4, 3
 REQUESTS_CALL = "receiver.clients.call_with_requests → requests.sessions.Session.get"
 
 
-def block_seconds(receiver) -> dict[str, float]:
-    """receiver_event_loop_block_seconds_total by culprit, from the receiver's /metrics."""
-    return {dict(labels)["culprit"]: value for (name, labels), value in scrape(receiver.metrics_url).items()
+def block_seconds_by_kind(receiver) -> dict[tuple[str, str], float]:
+    """receiver_event_loop_block_seconds_total by (culprit, kind), from the receiver's /metrics."""
+    return {(dict(labels)["culprit"], dict(labels)["kind"]): value
+            for (name, labels), value in scrape(receiver.metrics_url).items()
             if name == "receiver_event_loop_block_seconds_total"}
+
+
+def block_seconds(receiver) -> dict[str, float]:
+    """The same by culprit, whatever the kind."""
+    seconds: dict[str, float] = {}
+    for (name, _), value in block_seconds_by_kind(receiver).items():
+        seconds[name] = seconds.get(name, 0.0) + value
+    return seconds
 
 
 BLOCK_LINE = re.compile(r"event loop blocked ([\d.]+) s by ")
@@ -69,10 +79,43 @@ def test_a_blocking_mode_names_requests_under_its_handler(start, mode):
     assert 0.8 * N * D <= seconds[REQUESTS_CALL] <= 1.1 * N * D, seconds
     blocks = [line for line in receiver.log().splitlines() if "event loop blocked" in line]
     assert blocks, receiver.log()[-2000:]
+    # a requests call sleeps in the kernel: every block waited, none computed
+    assert {kind for _, kind in block_seconds_by_kind(receiver)} == {"wait"}
     for line in blocks:  # one line per block, with the stack from the handler down
-        assert f"by {REQUESTS_CALL}; stack:" in line, line
+        assert f"by {REQUESTS_CALL} (wait); stack:" in line, line
         assert re.search(rf"receiver\.modes:\d+ {mode} > receiver\.clients:\d+ call_with_requests > "
                          r"requests\.sessions:\d+ Session\.get > .* socket:\d+ SocketIO\.readinto$", line), line
+
+
+def test_work_on_the_loop_is_named_and_counted_as_computing(start):
+    # async with RECEIVER_CPU_MS: the calls overlap, then N·c of work holds the loop
+    receiver = burst(start, "async", RECEIVER_CPU_MS="200")
+    seconds = eventually(lambda: every_block_over(receiver), 10, "the watcher's end of every block of the burst")
+    work = "receiver.cpu.compute"
+    assert list(seconds) == [work], seconds
+    by_kind = block_seconds_by_kind(receiver)
+    assert by_kind[(work, "cpu")] >= 0.8 * sum(by_kind.values()), by_kind  # computing, nearly all of it
+    assert 0.8 * N * 0.2 <= seconds[work] <= 1.2 * N * 0.2, seconds
+    assert all(f"by {work} (cpu)" in line or f"by {work} (wait)" in line
+               for line in receiver.log().splitlines() if "event loop blocked" in line)
+
+
+def test_a_thread_computing_and_a_thread_sleeping_read_cpu_and_wait():
+    clocks: dict[str, tuple[float, float]] = {}
+
+    def measure(name: str, work) -> None:
+        clock, wall = cpu_clock(threading.get_ident()), time.monotonic()
+        before = clock()
+        work()
+        clocks[name] = (clock() - before, time.monotonic() - wall)
+
+    threads = [threading.Thread(target=measure, args=("compute", lambda: compute(100))),
+               threading.Thread(target=measure, args=("sleep", lambda: time.sleep(0.1)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert kind_of(*clocks["compute"]) == "cpu" and kind_of(*clocks["sleep"]) == "wait", clocks
 
 
 @pytest.mark.parametrize("mode", ["async", "threaded", "def"])
@@ -88,10 +131,12 @@ def test_a_threshold_of_0_turns_it_off(start):
 
 
 def test_culprits_are_bounded_the_rest_count_as_other():
-    seconds = Counter("blocked", "x", ["culprit"], registry=CollectorRegistry())
+    seconds = Counter("blocked", "x", ["culprit", "kind"], registry=CollectorRegistry())
     culprits = Culprits(LoopLag("test", registry=CollectorRegistry()), seconds.labels, threshold=0.1, max_culprits=2)
     assert [culprits.charge(name, 1.0) for name in ("a", "b", "c", "d", "a")] == ["a", "b", OTHER, OTHER, "a"]
-    assert {s.labels["culprit"]: s.value for s in seconds.collect()[0].samples} == {"a": 2.0, "b": 1.0, OTHER: 2.0}
+    assert culprits.charge("a", 0.5, "cpu") == "a" and culprits.charge("e", 0.5, "cpu") == OTHER
+    assert {(s.labels["culprit"], s.labels["kind"]): s.value for s in seconds.collect()[0].samples} == {
+        ("a", "wait"): 2.0, ("a", "cpu"): 0.5, ("b", "wait"): 1.0, (OTHER, "wait"): 2.0, (OTHER, "cpu"): 0.5}
 
 
 def test_a_loop_between_callbacks_blames_nobody():

@@ -89,7 +89,7 @@ def test_the_culprit_panel_names_requests_within_a_scrape_interval_of_a_sync_bur
         time.sleep(0.2)
     for thread in burst:
         thread.join()
-    assert named == ["receiver.clients.call_with_requests → requests.sessions.Session.get"]
+    assert named == ["receiver.clients.call_with_requests → requests.sessions.Session.get · wait"]
     # The burst holds the loop n·D = 3 s; the panel names the culprit by then, give or take a scrape.
     # "Then" is when the burst was over (its last answer), not n·D after the threads were started:
     # on a loaded machine the requests take a while to reach the receiver, and the panel cannot

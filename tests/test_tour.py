@@ -180,7 +180,7 @@ def what_blocked(r: Reading, step: Step, mode: model.Mode) -> list[str]:
     title = "What blocked the loop"
     names = {name for name in r.series(title) if name.startswith(f"{mode}: ")}
     if model.blocked_seconds(mode, N, D):
-        share = peak(r.one(title, f"{mode}: {CULPRIT}"))
+        share = peak(r.one(title, f"{mode}: {CULPRIT} · wait"))  # a requests call: the loop thread waited
         return [] if 0 < share <= 1 else [f"{title}: {mode}'s culprit share {share:.3f}"]
     none = r.one(title, f"{mode}: none")
     return [] if names == {f"{mode}: none"} and peak(none) == 0 else [f"{title}: {mode} shows {sorted(names)}"]

@@ -177,9 +177,12 @@ WAITING = (
         "What blocked the loop",
         "Share of the time each receiver's loop was stuck, by the code it was stuck in: the receiver's "
         "own function → the library call below it, sampled from a thread while the loop is blocked "
-        "(LOOP_BLOCK_THRESHOLD). sync and mixed name requests; async, threaded and def stay at none.",
+        "(LOOP_BLOCK_THRESHOLD), and whether it waited (a call: the loop thread asleep) or computed "
+        "(cpu: RECEIVER_CPU_MS on the loop). sync and mixed name requests, waiting; async, threaded "
+        "and def stay at none.",
         "percentunit",
-        (Query(now(f"sum by (mode, culprit) (rate(receiver_event_loop_block_seconds_total[{RATE}]))") +
+        (Query(now('label_join(sum by (mode, culprit, kind) '
+                   f'(rate(receiver_event_loop_block_seconds_total[{RATE}])), "culprit", " · ", "culprit", "kind")') +
                f' or on (mode) label_replace({MODES_NOW} * 0, "culprit", "none", "", "")',
                "{{mode}}: {{culprit}}"),),
     ),
