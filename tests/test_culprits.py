@@ -95,7 +95,8 @@ def test_work_on_the_loop_is_named_and_counted_as_computing(start):
     assert list(seconds) == [work], seconds
     by_kind = block_seconds_by_kind(receiver)
     assert by_kind[(work, "cpu")] >= 0.8 * sum(by_kind.values()), by_kind  # computing, nearly all of it
-    assert 0.8 * N * 0.2 <= seconds[work] <= 1.2 * N * 0.2, seconds
+    # N·c of CPU time held the loop: as long or longer on the wall clock (a busy machine shares its cores)
+    assert seconds[work] >= 0.8 * N * 0.2, seconds
     assert all(f"by {work} (cpu)" in line or f"by {work} (wait)" in line
                for line in receiver.log().splitlines() if "event loop blocked" in line)
 
