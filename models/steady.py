@@ -83,14 +83,50 @@ def capacity(mode: Mode, delay: float, caps: Caps) -> float:
 
     W workers (caps.workers): W times one worker's, the requests spread evenly.
 
-    D = 0 gives ∞: the model has no per-request CPU cost (parsing, logging, loopback
-    round trips: about a millisecond), which is what bounds every mode in practice.
+    With c of work per request (caps.cpu, RECEIVER_CPU_MS) the work caps it too: see
+    with_work(). D = 0 and no work give ∞: the model has no per-request CPU cost of its own
+    (parsing, logging, loopback round trips: about a millisecond), which is what bounds every
+    mode in practice.
     """
     if delay < 0:
         raise ValueError(f"delay is at least 0 seconds, got {delay!r}")
+    if caps.cpu > 0:
+        return with_work(mode, delay, caps) * caps.workers
     if delay == 0:
         return math.inf
     return MODES_[mode].capacity(delay, caps) * caps.workers
+
+
+def _per(count: int, seconds: float) -> float:
+    """count jobs every `seconds`, per second (count 0: no cap)."""
+    return math.inf if count <= 0 or seconds <= 0 else count / seconds
+
+
+def with_work(mode: Mode, delay: float, caps: Caps) -> float:
+    """One worker's μ when each request also does c = caps.cpu of work (a GIL-holding loop).
+
+    Without processes the work runs on the loop or under the GIL, one request's at a time,
+    so no mode exceeds 1/c, and where the work holds what the call held it adds to it:
+      sync      1/(D + c)          the loop: the call, then the work
+      async     min(L/D, 1/c)      the calls overlap, the work queues on the loop
+      mixed     L/((L+1)·D + L·c)  its guaranteed pattern (above), the loop also computing; 1/(D+c) if L = 0
+      threaded  min(T/(D + c), 1/c) each thread holds its request through call and work
+      def       min(K/(D + c), 1/c)
+    With P processes, P' = min(P, cores) of them compute at once: the work caps at P'/c,
+    and the loop holds only the calls (sync 1/D, mixed as without work) while a thread
+    still waits for its request's work (T/(D + c)).
+    """
+    c, limit = caps.cpu, caps.pool_limit
+    work = caps.computing / c
+    if caps.processes:
+        held = {"sync": _per(1, delay), "async": _per(limit, delay),
+                "mixed": MODES_["mixed"].capacity(delay, caps) if delay > 0 else math.inf,
+                "threaded": _per(caps.threads, delay + c), "def": _per(caps.tokens, delay + c)}[mode]
+        return min(held, work)
+    held = {"sync": _per(1, delay + c), "async": _per(limit, delay),
+            "mixed": _per(limit, (limit + 1) * delay + limit * c) if limit > 0 else _per(1, delay + c),
+            "threaded": _per(caps.threads, delay + c), "def": _per(caps.tokens, delay + c)}[mode]
+    return min(held, work)
 
 
 def base_latency(mode: Mode, delay: float) -> float:

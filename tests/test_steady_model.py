@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -302,3 +303,16 @@ def test_the_simulation_replays_a_measured_mixed_run(name):
     close = sum(1 for m, s in zip(measured, simulated) if abs(m - s) <= 0.1)
     assert close >= 0.75 * len(measured)
     assert model.quantile(sorted(simulated), 0.5) == pytest.approx(model.quantile(sorted(measured), 0.5), rel=0.05)
+
+
+@pytest.mark.parametrize("mode, plain, pooled", [
+    ("sync", 1 / 1.02, 1.0), ("async", 50.0, 100.0), ("mixed", 100 / (101 + 2), 100 / 101),
+    ("threaded", 40 / 1.02, 40 / 1.02), ("def", 40 / 1.02, 40 / 1.02)])
+def test_work_caps_every_mode_at_what_computes_it(mode, plain, pooled):
+    # c = 20 ms: one loop (or the GIL) computes 50 requests a second; 2 processes on 2 cores, 100
+    caps = model.Caps(pool_limit=100, threads=40, cpu=0.02)
+    assert steady.capacity(mode, 1.0, caps) == pytest.approx(plain)
+    assert steady.capacity(mode, 1.0, dataclasses.replace(caps, processes=2, cores=2)) == pytest.approx(pooled)
+    assert steady.capacity(mode, 0.0, caps) == pytest.approx(50.0)  # no wait: the work alone
+    # threads overlap waiting, not computing: T = 1000 threads are still capped at 1/c
+    assert steady.capacity("threaded", 1.0, dataclasses.replace(caps, threads=1000)) == pytest.approx(50.0)
