@@ -22,7 +22,8 @@ from upstream.settings import Settings as UpstreamSettings
 
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
-PAGES = ["experiments", "model", "performance", "reliability", "configuration", "metrics", "development", "seed"]
+PAGES = ["experiments", "model", "performance", "reliability", "configuration", "metrics", "detectors", "development",
+         "seed"]
 DOCUMENTS = [README, *sorted(DOCS.glob("*.md"))]
 MAX_README_LINES = 250
 DASHBOARD_PICTURE = "![The dashboard, drawn from its own queries](docs/dashboard.png)"
