@@ -77,7 +77,7 @@ class Caps:
     @property
     def computing(self) -> int:
         """How many requests' work runs at once: 1 (the loop, or the GIL), or the pool's processes on the cores."""
-        return max(1, min(self.processes, self.cores)) if self.processes else 1
+        return max(1, min(self.processes, self.cores))
 
 
 @dataclass(frozen=True)
@@ -205,10 +205,7 @@ def completion_times_spread(mode: Mode, loads: Sequence[int], delay: float, caps
     """Completion times, earliest first, when worker w gets loads[w] of the burst (each its own loop)."""
     if sum(loads) < 1 or min(loads) < 0:
         raise ValueError(f"a burst has at least one request and no worker a negative share, got {list(loads)}")
-    def one(n: int, d: float, caps: Caps) -> list[float]:
-        return work_times(mode, n, d, caps) if caps.cpu > 0 else MODES_[mode].completion_times(n, d, caps)
-
-    return sorted(t for load in loads if load for t in one(load, delay, caps))
+    return sorted(t for load in loads if load for t in _one_worker(mode, load, delay, caps))
 
 
 def completion_times(mode: Mode, n: int, delay: float, caps: Caps) -> list[float]:
@@ -220,9 +217,12 @@ def completion_times(mode: Mode, n: int, delay: float, caps: Caps) -> list[float
         raise ValueError(f"a burst has at least one request, got n={n}")
     if caps.workers > 1:
         return completion_times_spread(mode, even_spread(n, caps.workers), delay, caps)
-    if caps.cpu > 0:
-        return work_times(mode, n, delay, caps)
-    return MODES_[mode].completion_times(n, delay, caps)
+    return _one_worker(mode, n, delay, caps)
+
+
+def _one_worker(mode: Mode, n: int, delay: float, caps: Caps) -> list[float]:
+    """One worker's burst of n: the mode's closed form, or work_times() when its requests compute."""
+    return work_times(mode, n, delay, caps) if caps.cpu > 0 else MODES_[mode].completion_times(n, delay, caps)
 
 
 class _Servers:

@@ -117,16 +117,11 @@ def with_work(mode: Mode, delay: float, caps: Caps) -> float:
     still waits for its request's work (T/(D + c)).
     """
     c, limit = caps.cpu, caps.pool_limit
-    work = caps.computing / c
-    if caps.processes:
-        held = {"sync": _per(1, delay), "async": _per(limit, delay),
-                "mixed": MODES_["mixed"].capacity(delay, caps) if delay > 0 else math.inf,
-                "threaded": _per(caps.threads, delay + c), "def": _per(caps.tokens, delay + c)}[mode]
-        return min(held, work)
-    held = {"sync": _per(1, delay + c), "async": _per(limit, delay),
-            "mixed": _per(limit, (limit + 1) * delay + limit * c) if limit > 0 else _per(1, delay + c),
+    on_loop = 0.0 if caps.processes else c  # the work's time on the loop, beside its calls
+    held = {"sync": _per(1, delay + on_loop), "async": _per(limit, delay),
+            "mixed": _per(limit, (limit + 1) * delay + limit * on_loop) if limit > 0 else _per(1, delay + on_loop),
             "threaded": _per(caps.threads, delay + c), "def": _per(caps.tokens, delay + c)}[mode]
-    return min(held, work)
+    return min(held, caps.computing / c)
 
 
 def base_latency(mode: Mode, delay: float) -> float:

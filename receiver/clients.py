@@ -116,7 +116,7 @@ async def open_clients(settings: Settings, calls: UpstreamCalls | None = None) -
     work = Work(settings.receiver_cpu_ms, settings.receiver_cpu_processes)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session:
         try:
-            work.start()
+            await work.start()
             yield Clients(session, http, threads, threadpool, settings.receiver_upstream_timeout, work, calls)
         finally:
             threads.executor.shutdown(wait=False, cancel_futures=True)

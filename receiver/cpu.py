@@ -40,11 +40,10 @@ class Work:
         self.pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) \
             if ms and processes else None
 
-    def start(self) -> None:
-        """Have every process of the pool started before the first request needs one."""
+    async def start(self) -> None:
+        """Have every process of the pool started before the first request needs one (the loop free meanwhile)."""
         if self.pool is not None:
-            for done in [self.pool.submit(compute, 0) for _ in range(self.processes)]:
-                done.result()
+            await asyncio.gather(*(asyncio.wrap_future(self.pool.submit(compute, 0)) for _ in range(self.processes)))
 
     def in_thread(self) -> None:
         """The work, for a handler in a thread (threaded, def): this thread waits for it."""

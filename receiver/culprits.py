@@ -137,11 +137,9 @@ class Culprits:
 
     def charge(self, name: str, seconds: float, kind: str = WAIT) -> str:
         """Add seconds to a culprit's count of this kind (OTHER once max_culprits names are taken); the name used."""
-        if name not in self._named:
-            if len(self._named) >= self.max_culprits:
-                name = OTHER
-            self._named.setdefault(name, {})
-        kinds = self._named[name]
+        if name not in self._named and len(self._named) >= self.max_culprits:
+            name = OTHER
+        kinds = self._named.setdefault(name, {})
         if kind not in kinds:
             kinds[kind] = self.seconds(name, kind)
         kinds[kind].inc(seconds)
