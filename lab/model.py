@@ -245,9 +245,11 @@ def work_times(mode: Mode, n: int, d: float, caps: Caps) -> list[float]:
     overlap their calls but not their work, one thread computing at a time. With P processes
     the work runs min(P, cores) at once, and the loop or the thread only waits for it.
       sync   t_k = k·(D + c); with processes, the calls one after another, the work beside
-             them: t_k = max(k·D, a free process) + c
+             them; but a handler resumes only when the loop is free again, after the burst's
+             last blocking call: t_k = max(N·D, a free process after k·D, + c)
       async  the calls as without work (⌈k/L⌉·D), then the work queues: t_k = max(t_(k-1), a_k) + c
-      mixed  the aiohttp call, then the blocking call and the work on the loop
+      mixed  the aiohttp call, then the blocking call and the work on the loop; with processes,
+             as sync: the answers wait for the loop's last blocking call
       threaded, def  T (or K) threads each hold a request for its call and its work
     """
     c, pool = caps.cpu, caps.processes > 0
@@ -274,6 +276,8 @@ def work_times(mode: Mode, n: int, d: float, caps: Caps) -> list[float]:
             ready = loop.serve(answered, d)
         on_loop.append(ready)
         done.append(work.serve(ready, c))
+    if pool and mode != "async":  # the handlers waiting for their work resume once the loop stops blocking
+        done = [max(on_loop[-1], t) for t in done]
     return sorted(done)
 
 

@@ -22,6 +22,13 @@ when requests arrive one by one, while the loop may be blocked:
 - A threaded call goes to a pool of T threads (FIFO queue), runs D, and its handler
   continues in a later turn.
 - A request is answered when its handler finishes (the answer is written at once).
+- Work (caps.cpu = c, RECEIVER_CPU_MS) comes after the handler's calls and holds the GIL.
+  On the loop (sync, async, mixed) it is one more blocking step of c. In a thread
+  (threaded, def) the thread holds its request through call and work, and the work
+  waits its turn on one GIL, first come, first served: threads overlap their calls, not
+  their work. With processes (caps.processes = P) the work goes to P' = min(P, cores)
+  servers, first come, first served; the loop waits for it without blocking (its answer
+  is noticed at a poll, like a call's), and a thread waits for it holding its request.
 - A mode runs as its record's shape (lab.model.MODES_): "block" (sync) = one blocking
   step. "call" (async) = start the call; then release, answer. "call, block" (mixed) =
   start the call; then release, block D, answer. "thread" (threaded, def) = hand the call
@@ -47,8 +54,8 @@ it, when two aiohttp answers arrive "together" in a mixed burst, the first one's
 continuation runs (and blocks) before the poll finds the second answer, so the waiter it
 woke starts its call first: exactly the model's a_k = t_(k-L) + D.
 
-The simulation runs in units of D (arrival times divided by D), so that a burst's times
-are small integers and its ties are exact for any D; latencies are scaled back.
+The simulation runs in units of D (arrival times divided by D; of c if D = 0), so that a
+burst's times are small integers and its ties are exact for any D; latencies are scaled back.
 """
 
 from __future__ import annotations
@@ -69,10 +76,12 @@ _START = 0  # the request's handler begins
 _READ = 1  # a new connection was accepted: start reading it (the request is found at the next poll)
 _CONTINUE = 2  # an upstream call (aiohttp or thread) is done: the handler goes on
 _GO = 3  # a woken connector waiter: start its aiohttp call with the slot it was handed
+_FINISH = 4  # the process pool has done a request's work: the handler answers
 
 # What a poll can find (the last field of an event), besides the sender's requests.
 _DATA = 0  # the request on a connection accepted earlier: its handler starts next turn
 _ANSWER = 1  # an upstream call's answer (or a thread's result): its handler goes on next turn
+_WORKED = 2  # a process's result for a handler on the loop: it answers next turn
 
 
 def simulate(
@@ -97,42 +106,64 @@ def simulate(
     n = len(arrivals)
     if n == 0:
         return []
-    if delay == 0:
+    unit = delay or caps.cpu  # the simulation's unit of time: D, or c if D = 0
+    if unit == 0:
         return [0.0] * n  # every step is instant: answered the moment it arrives
     order = list(range(n))
     if any(arrivals[i] > arrivals[i + 1] for i in range(n - 1)):
         order.sort(key=arrivals.__getitem__)  # stable: equal times keep list order
-    scaled = [arrivals[i] / delay for i in order]
+    scaled = [arrivals[i] / unit for i in order]
     spec = MODES_.get(mode)
     if spec is None:
         raise ValueError(f"unknown mode {mode!r}")
-    answers = _run(spec.shape, scaled, caps.pool_limit, spec.pool(caps), max_in_flight, keep_alive / delay)
+    work = _Work(delay / unit, caps.cpu / unit, caps.computing if caps.processes else 0)
+    answers = _run(spec.shape, scaled, caps.pool_limit, spec.pool(caps), max_in_flight, keep_alive / unit, work)
     latencies: list[float | None] = [None] * n
     for position, i in enumerate(order):
         answer = answers[position]
         if answer is not None:
-            latencies[i] = (answer - scaled[position]) * delay
+            latencies[i] = (answer - scaled[position]) * unit
     return latencies
 
 
+class _Work:
+    """The call's length d and the work's c, in the simulation's unit; `processes`: P' (0 = no pool)."""
+
+    def __init__(self, d: float, c: float, processes: int):
+        self.d, self.c = d, c
+        self.pooled = c > 0 and processes > 0
+        # Who computes, first come, first served, as (t, e) pairs: the GIL (one), or the P' processes.
+        self.free: list[tuple[float, int]] = [(-math.inf, -1)] * (processes if self.pooled else 1)
+
+    def serve(self, t: float, e: int) -> tuple[float, int]:
+        """When work that is ready at (t, e) is done, after the work ahead of it."""
+        free = self.free[0]
+        start = (t, e) if (t, e) > free else free
+        done = (start[0] + self.c, start[1])
+        heapq.heapreplace(self.free, done)
+        return done
+
+
 def _run(
-    shape: Shape, arrivals: list[float], limit: int, threads: int, max_in_flight: int | None, keep_alive: float
+    shape: Shape, arrivals: list[float], limit: int, threads: int, max_in_flight: int | None, keep_alive: float,
+    work: _Work | None = None,
 ) -> list[float | None]:
     """Answer times (in units of D, D = 1) of requests sorted by arrival; None = dropped."""
     if shape not in SHAPES:
         raise ValueError(f"unknown shape {shape!r}")
     if shape == "thread" and threads < 1:
         raise ValueError(f"a pool of threads needs at least one thread, got {threads}")
-    return _Loop(shape, arrivals, limit, threads, max_in_flight, keep_alive).run()
+    return _Loop(shape, arrivals, limit, threads, max_in_flight, keep_alive, work or _Work(1.0, 0.0, 0)).run()
 
 
 class _Loop:
-    """The receiver's event loop and the sender's connections, in units of D (D = 1)."""
+    """The receiver's event loop and the sender's connections, in units of D (D = 1; or of c if D = 0)."""
 
     def __init__(self, shape: Shape, arrivals: list[float], limit: int, threads: int, max_in_flight: int | None,
-                 keep_alive: float):
+                 keep_alive: float, work: _Work):
         n = len(arrivals)
         self.shape, self.arrivals, self.limit, self.keep_alive = shape, arrivals, limit, keep_alive
+        self.work, self.d = work, work.d
         self.answer: list[float | None] = [None] * n
         self.answered: list[float] = []  # answer times in the order they happen (non-decreasing)
         self.seen = 0  # how many of `answered` are at or before the current send time
@@ -167,25 +198,38 @@ class _Loop:
         self.answer[r] = self.t
         self.answered.append(self.t)
 
+    def compute(self, r: int) -> None:
+        """A handler on the loop, its calls done: its work blocks the loop, or goes to a process; then it answers."""
+        if self.work.pooled:
+            t, e = self.work.serve(self.t, self.e)
+            self.cause(t, e, r, _WORKED)  # the loop is free meanwhile
+            return
+        self.t += self.work.c  # deliberately on the loop, as the receiver does it
+        self.done(r)
+
     def callback(self, r: int, what: int) -> None:
         """One callback of the turn."""
         if what == _START:
             if self.shape == "block":
-                self.t += 1.0  # the requests call: the loop is blocked for D
-                self.done(r)
+                self.t += self.d  # the requests call: the loop is blocked for D
+                self.compute(r)
             elif self.shape == "thread":
                 free_t, free_e = self.pool[0]
                 t, e = self.t, self.e
                 start_t, start_e = (t, e) if (t > free_t or (t == free_t and e > free_e)) else (free_t, free_e)
-                heapq.heapreplace(self.pool, (start_t + 1.0, start_e))
-                self.cause(start_t + 1.0, start_e, r, _ANSWER)
+                # the thread holds the request through its call and its work (which waits for the GIL or a process)
+                end = self.work.serve(start_t + self.d, start_e) if self.work.c else (start_t + self.d, start_e)
+                heapq.heapreplace(self.pool, end)
+                self.cause(end[0], end[1], r, _ANSWER)
             elif self.unlimited or self.busy < self.limit:
                 self.busy += 1
-                self.cause(self.t + 1.0, self.e, r, _ANSWER)
+                self.cause(self.t + self.d, self.e, r, _ANSWER)
             else:
                 self.waiters.append(r)
         elif what == _GO:
-            self.cause(self.t + 1.0, self.e, r, _ANSWER)
+            self.cause(self.t + self.d, self.e, r, _ANSWER)
+        elif what == _FINISH:
+            self.done(r)
         elif what == _READ:
             self.cause(self.t, self.e, r, _DATA)  # already there: the next poll finds it
         else:  # _CONTINUE
@@ -195,8 +239,10 @@ class _Loop:
                 else:
                     self.busy -= 1
                 if self.blocking:  # mixed: the requests call after the aiohttp one
-                    self.t += 1.0
-            self.done(r)
+                    self.t += self.d
+                self.compute(r)
+            else:
+                self.done(r)
 
     def sleep(self) -> bool:
         """With nothing left to run, the loop sleeps until something happens; False: nothing ever will."""
@@ -224,7 +270,7 @@ class _Loop:
                 self.request(i)
             elif events and (events[0][0] < t or (events[0][0] == t and events[0][1] <= e)):
                 _, _, _, r, what = heapq.heappop(events)
-                self.turn.append((r, _START if what == _DATA else _CONTINUE))
+                self.turn.append((r, _START if what == _DATA else _FINISH if what == _WORKED else _CONTINUE))
             else:
                 break
 

@@ -125,6 +125,20 @@ def test_the_simulation_of_random_bursts_is_the_burst_model():
             assert [3.0 + x for x in simulated] == pytest.approx(expected, abs=1e-9), (mode, n, caps, delay)
 
 
+WORK_CASES = [  # each request also computes c = caps.cpu (RECEIVER_CPU_MS), on the loop, the GIL or P processes
+    model.Caps(100, 40, cpu=0.02), model.Caps(0, 3, tokens=3, cpu=0.3), model.Caps(100, 40, cpu=0.02, processes=2, cores=2),
+    model.Caps(100, 4, tokens=4, cpu=0.3, processes=2, cores=2), model.Caps(0, 40, cpu=0.7, processes=3, cores=2),
+]
+
+
+@pytest.mark.parametrize("caps", WORK_CASES, ids=lambda c: f"c={c.cpu:g},P={c.processes}")
+@pytest.mark.parametrize("mode", model.MODES)
+@pytest.mark.parametrize("n, delay", [(1, 1.0), (10, 1.0), (37, 0.25), (10, 0.0)])
+def test_the_simulation_of_a_burst_that_computes_is_the_work_model(mode, caps, n, delay):
+    simulated = sorted(simulate(mode, [0.0] * n, delay, caps))
+    assert simulated == pytest.approx(model.work_times(mode, n, delay, caps), abs=1e-9)
+
+
 def test_a_burst_is_answered_in_request_order():
     # The model's t_k is "the k-th answer"; in the simulation that is also request k.
     for mode, caps in BURST_CASES:

@@ -316,3 +316,15 @@ def test_work_caps_every_mode_at_what_computes_it(mode, plain, pooled):
     assert steady.capacity(mode, 0.0, caps) == pytest.approx(50.0)  # no wait: the work alone
     # threads overlap waiting, not computing: T = 1000 threads are still capped at 1/c
     assert steady.capacity("threaded", 1.0, dataclasses.replace(caps, threads=1000)) == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("mode", model.MODES)
+@pytest.mark.parametrize("processes", [0, 2])
+def test_overloaded_with_work_the_simulation_answers_at_the_capacity_with_work(mode, processes):
+    # offered twice the closed form's μ with c = 20 ms, the simulated receiver answers at μ
+    caps = model.Caps(pool_limit=100, threads=40, cpu=0.02, processes=processes, cores=2)
+    mu = steady.capacity(mode, 0.25, caps)
+    sends = schedule(2 * mu, 30.0, "constant")
+    achieved = throughput(sends, simulate(mode, sends, 0.25, caps, max_in_flight=math.ceil(5 * mu)), 10.0, 30.0)
+    low = 0.9 if mode == "mixed" else 0.97  # mixed: its guaranteed pattern, up to 1/(D + c) (without work, too)
+    assert low * mu <= achieved <= 1.12 * mu
