@@ -2,7 +2,8 @@
 
 Sweeps the modes over burst sizes (makespan vs N, beside the model) and over offered rates
 (open loop, fractions of each mode's capacity, beside the model replaying the same
-schedule), measures the receiver's pass-through cost against two plain proxies and the
+schedule), then both again with c of CPU work per request (RECEIVER_CPU_MS); measures the
+receiver's pass-through cost against two plain proxies and the
 sender against Locust and a bare aiohttp loop, checks the goals, and writes results.json,
 results.md and PNG charts to --out. Services run on loopback, the server under test on one
 core and the load generators on another; with --receivers the sweeps target those running
@@ -26,7 +27,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bench import bursts, goals, loadgen, machine, passthrough, rates, report, workers
+from bench import bursts, goals, loadgen, machine, passthrough, rates, report, work, workers
 from bench.charts import write_charts
 from bench.console import console_summary
 from bench.results import CapsRow, Knobs, Results, Timing
@@ -67,7 +68,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="where results go (default: bench-results/<profile>)")
     parser.add_argument("--receivers", help="comma-separated URLs of running receivers to sweep instead of local ones")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["bursts", "rates", "workers", "passthrough", "loadgen"],
+                        choices=["bursts", "rates", "workers", "work", "passthrough", "loadgen"],
                         help="leave a part out (its goals are reported as not measured)")
     return parser.parse_args()
 
@@ -89,6 +90,7 @@ class Receivers:
         self.current: tuple[tuple[model.Mode, model.Caps], Any] | None = None
 
     def url(self, mode: model.Mode, caps: model.Caps) -> str:
+        """A receiver in this mode with these caps (work, if caps.cpu; its processes unpinned, with the cores)."""
         key = (mode, caps)
         if key in self.urls:
             return self.urls[key]
@@ -99,10 +101,22 @@ class Receivers:
             return self.current[1].url
         if self.current:
             self.running.stop(self.current[1])
-        receiver = self.running.start("receiver", "server", RECEIVER_MODE=mode, UPSTREAM_URL=self.upstream,
-                                      RECEIVER_POOL_LIMIT=str(caps.pool_limit), RECEIVER_THREADS=str(caps.threads))
+        receiver = self.running.start("receiver", None if caps.processes else "server", RECEIVER_MODE=mode,
+                                      UPSTREAM_URL=self.upstream, RECEIVER_POOL_LIMIT=str(caps.pool_limit),
+                                      RECEIVER_THREADS=str(caps.threads), RECEIVER_CPU_MS=f"{caps.cpu * 1000:g}",
+                                      RECEIVER_CPU_PROCESSES=str(caps.processes))
         self.current = (key, receiver)
         return receiver.url
+
+    def loop_cpu(self) -> float | None:
+        """CPU seconds the current local receiver's event-loop thread (its main thread) has used; None: not local."""
+        if not self.current:
+            return None
+        pid = self.current[1].process.pid
+        try:  # the first field is the thread's time on a CPU, in nanoseconds
+            return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return None
 
 
 def given(urls: str) -> dict[tuple[model.Mode, model.Caps], str]:
@@ -115,7 +129,9 @@ def given(urls: str) -> dict[tuple[model.Mode, model.Caps], str]:
         if status != 200:
             raise BenchError(f"{url}/info answered {status}: is it the lab's receiver?")
         info = json.loads(body)
-        found[(info["mode"], model.Caps.from_info(info))] = url
+        caps = model.Caps.from_info(info)
+        # cores matter only to work in processes: a receiver without is the one asked for on any cores
+        found[(info["mode"], caps if caps.processes else replace(caps, cores=CAPS.cores))] = url
     return found
 
 
@@ -127,6 +143,8 @@ def estimate(profile: Profile, plan: list, points: list, skip: list[str]) -> flo
         total += len(points) * profile.rate_duration
     if "workers" not in skip:
         total += workers.seconds(profile.delay, profile.workers_repeats)
+    if "work" not in skip:
+        total += work.seconds(work.cases(model.MODES, CAPS), profile.delay, profile.rate_duration)
     if "passthrough" not in skip:
         seconds, rounds = profile.passthrough
         total += (len(passthrough.CONFIGURATIONS) + len(passthrough.PAIRS)) * seconds * rounds
@@ -190,7 +208,7 @@ def run(args: argparse.Namespace, console: Console) -> Results:
 
 
 def measure(skip: list[str], profile: Profile, modes: tuple[model.Mode, ...], points: list[rates.Point],
-            running: Services, urls: dict[tuple[model.Mode, model.Caps], str], work: Path,
+            running: Services, urls: dict[tuple[model.Mode, model.Caps], str], scratch: Path,
             advance: Callable[[str, float], None]) -> dict[str, Any]:
     """Every part of the run not skipped, by its field in Results: against the given receivers, or local ones."""
     parts: dict[str, Any] = {}
@@ -199,14 +217,19 @@ def measure(skip: list[str], profile: Profile, modes: tuple[model.Mode, ...], po
     receivers = Receivers(running, upstream, urls)
     if "bursts" not in skip:
         parts["bursts"] = bursts.sweep([s for s in series(profile, modes)], profile.delay, profile.max_makespan,
-                                       lambda s: receivers.url(s.mode, s.caps), work, load, advance)
+                                       lambda s: receivers.url(s.mode, s.caps), scratch, load, advance,
+                                       receivers.loop_cpu)
     if "rates" not in skip:
         parts["rates"] = rates.sweep(points, profile.rate_duration, ARRIVALS, SEED,
-                                     lambda mode: receivers.url(mode, CAPS), work, load, advance)
+                                     lambda mode: receivers.url(mode, CAPS), scratch, load, advance)
+    if "work" not in skip and upstream is not None:  # local receivers only: given ones do no work
+        parts["work"] = work.sweep(work.cases(modes, CAPS), profile.delay, profile.rate_duration, ARRIVALS, SEED,
+                                   lambda case: receivers.url(case.mode, case.caps), scratch, load, advance)
     running.stop_all()
     if "workers" not in skip and upstream is not None:  # local receivers only: it reads their /proc
         upstream = running.start("upstream", "load").url
-        parts["workers"] = workers.sweep(running, upstream, profile.delay, profile.workers_repeats, work, load, advance)
+        parts["workers"] = workers.sweep(running, upstream, profile.delay, profile.workers_repeats, scratch, load,
+                                         advance)
         running.stop_all()
     if "passthrough" not in skip:
         seconds, rounds = profile.passthrough
@@ -216,7 +239,7 @@ def measure(skip: list[str], profile: Profile, modes: tuple[model.Mode, ...], po
             raise BenchError(f"pass-through: {exc}") from None
     if "loadgen" not in skip:
         seconds, rounds = profile.loadgen
-        parts["loadgen"] = loadgen.measure(running, seconds, rounds, work, advance)
+        parts["loadgen"] = loadgen.measure(running, seconds, rounds, scratch, advance)
     return parts
 
 

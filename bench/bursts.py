@@ -43,9 +43,14 @@ def seconds(points: list[tuple[Series, int, float, str | None]]) -> float:
 
 
 def measure(receiver: str, s: Series, n: int, delay: float, predicted: float, out: Path,
-            load_cpus: list[int] | None) -> Burst:
-    """One burst of n against a running receiver; the row for Results.bursts."""
+            load_cpus: list[int] | None, loop_cpu: Callable[[], float | None] = lambda: None) -> Burst:
+    """One burst of n against a running receiver; the row for Results.bursts.
+
+    loop_cpu(): the CPU seconds the receiver's event-loop thread has used so far (None: not
+    known, a receiver that is not a local process); read before and after the burst.
+    """
     timeout = min(300.0, predicted * 1.5 + 30)
+    before = loop_cpu()
     result = sender([receiver], out, load_cpus, timeout=timeout + 60, SENDER_CONCURRENCY=str(n),
                     SENDER_DELAY=f"{delay:g}", SENDER_TIMEOUT=f"{timeout:g}")
     (target,) = result["targets"]
@@ -56,23 +61,27 @@ def measure(receiver: str, s: Series, n: int, delay: float, predicted: float, ou
     if failed:
         raise BenchError(f"{s.label} N={n}: {failed} of {n} requests failed ({sorted(set(map(str, statuses)))}); "
                          f"see the services' logs")
+    after = loop_cpu()
     return row(s, n, delay, predicted, status="ok", makespan=target["makespan"],
-               times=sorted(r["seconds"] for r in target["results"]))
+               times=sorted(r["seconds"] for r in target["results"]),
+               loop_cpu=None if before is None or after is None else round(after - before, 6))
 
 
 def row(s: Series, n: int, delay: float, predicted: float, status: str, reason: str | None = None,
-        makespan: float | None = None, times: list[float] | None = None) -> Burst:
+        makespan: float | None = None, times: list[float] | None = None, loop_cpu: float | None = None) -> Burst:
     return Burst(label=s.label, mode=s.mode, n=n, delay=delay, warm=s.warm,
                  caps=CapsRow(pool_limit=s.caps.pool_limit, threads=s.caps.threads), status=status, reason=reason,
                  makespan=makespan, model=predicted, completion_times=times,
-                 model_times=model.completion_times(s.mode, n, delay, s.caps), failed=0)
+                 model_times=model.completion_times(s.mode, n, delay, s.caps), failed=0, loop_cpu=loop_cpu)
 
 
 def sweep(series: list[Series], delay: float, max_makespan: float, receiver_for: Callable[[Series], str],
-          out: Path, load_cpus: list[int] | None, advance: Callable[[str, float], None]) -> list[Burst]:
+          out: Path, load_cpus: list[int] | None, advance: Callable[[str, float], None],
+          loop_cpu: Callable[[], float | None] = lambda: None) -> list[Burst]:
     """Every point of the plan; receiver_for(series) gives a receiver URL in that mode and caps.
 
-    advance(description, model seconds done) reports progress.
+    advance(description, model seconds done) reports progress; loop_cpu(): measure()'s, for
+    the receiver receiver_for() gave last.
     """
     rows = []
     for s, n, predicted, skip in plan(series, delay, max_makespan):
@@ -84,6 +93,6 @@ def sweep(series: list[Series], delay: float, max_makespan: float, receiver_for:
         if s.warm:
             measure(receiver, s, n, delay, predicted, out / f"warm-{s.label}-{n}.json".replace(" ", "_"), load_cpus)
         rows.append(measure(receiver, s, n, delay, predicted, out / f"burst-{s.label}-{n}.json".replace(" ", "_"),
-                            load_cpus))
+                            load_cpus, loop_cpu))
         advance(f"burst {s.label} N={n}: {rows[-1].makespan:.3f} s", predicted)
     return rows

@@ -242,6 +242,26 @@ def _workers_section(results: Results) -> list[str]:
     return out + [fmt.table(headers, rows, right=(1, 2, 3, 5, 6, 7)), ""]
 
 
+def _work_section(results: Results) -> list[str]:
+    out = ["## Work: c of CPU a request", ""]
+    if not results.work:
+        return out + [NOT_MEASURED + ".", ""]
+    out += ["Each request also computes c (`RECEIVER_CPU_MS`) after its call, where its mode runs the handler; "
+            "with P processes (`RECEIVER_CPU_PROCESSES`) in a pool. For each case a burst of N and a run offered "
+            "twice its capacity with work (`models/steady.py`: `with_work()`), beside the model with c; *capacity*: "
+            "answers per second over the run's last two thirds. The pooled case is not pinned to the server core: "
+            "its processes need the cores.", ""]
+    headers = ["case", "N", "makespan / model", "capacity / model", "1/c"]
+    rows = []
+    for w in results.work:
+        burst, rate = w.burst, w.rate
+        span = f"{fmt.seconds(burst.makespan)} / {fmt.seconds(burst.model)}" if burst else fmt.DASH
+        cap = f"{fmt.rate(rate.window_rate)} / {fmt.rate(rate.capacity)}" if rate else fmt.DASH
+        rows.append([w.label or "?", burst.n if burst else fmt.DASH, span, cap,
+                     fmt.rate(1000 / w.cpu_ms) if w.cpu_ms else fmt.DASH])
+    return out + [fmt.table(headers, rows, right=(1, 2, 3, 4)), ""]
+
+
 def _result(goal: Goal) -> str:
     return "PASS" if goal.passed is True else "**FAIL**" if goal.passed is False else "not measured"
 
@@ -275,7 +295,8 @@ def markdown(results: Results, charts: Iterable[str | Path] = ()) -> str:
     lines += _bursts_section(results) + _chart(shown, "makespan.png", "makespan vs N, measured and model")
     lines += (_rates_section(results) + _chart(shown, "rate.png", "achieved vs offered rate")
               + _chart(shown, "latency.png", "p50 and p99 latency vs offered rate"))
-    lines += (_workers_section(results) + _passthrough_section(results, shown) + _loadgen_section(results, shown)
+    lines += (_workers_section(results) + _work_section(results) + _passthrough_section(results, shown)
+              + _loadgen_section(results, shown)
               + _goals_section(results))
     return "\n".join(lines).rstrip() + "\n"
 

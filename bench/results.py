@@ -1,7 +1,7 @@
 """The benchmark's results, typed: what each experiment returns, and what results.json holds.
 
 Every experiment returns these records (bursts.sweep: Burst rows, rates.sweep: Rate rows,
-workers.sweep: Workers rows, passthrough.measure: Passthrough, loadgen.measure: Loadgen,
+workers.sweep: Workers rows, work.sweep: Work rows, passthrough.measure: Passthrough, loadgen.measure: Loadgen,
 machine.describe: Machine, goals.check: Goal rows), and the report and the charts read them
 by field. `python -m bench` collects them in one Results and writes Results.to_json():
 each record's fields are the JSON object's keys, in the same order.
@@ -96,6 +96,7 @@ class Burst:
     completion_times: list[float] | None = None
     model_times: list[float] | None = None
     failed: int | None = None
+    loop_cpu: float | None = None  # CPU seconds of the receiver's event-loop thread over the burst (local receivers)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,21 @@ class WorkersSize:
     median: float | None = None
     even_share: float | None = None  # sync: the share of bursts spread evenly over the workers
     loads: list[list[int] | None] = field(default_factory=list)  # sync: each burst's spread, busiest first
+
+
+@dataclass(frozen=True)
+class Work:
+    """One case of the work sweep (bench.work): c of work a request, a burst and a run at twice the capacity."""
+
+    label: str | None = None
+    mode: str | None = None
+    cpu_ms: float | None = None  # c, RECEIVER_CPU_MS
+    processes: int | None = None  # P, RECEIVER_CPU_PROCESSES
+    cores: int | None = None  # the cores the receiver ran on (its /info): P' = min(P, cores)
+    threads: int | None = None  # T
+    pinned: bool | None = None  # to the server core (the pooled case is not: its processes need the cores)
+    burst: Burst | None = None
+    rate: Rate | None = None
 
 
 @dataclass(frozen=True)
@@ -305,6 +321,7 @@ class Results:
     bursts: list[Burst] = field(default_factory=list)
     rates: list[Rate] = field(default_factory=list)
     workers: list[Workers] = field(default_factory=list)
+    work: list[Work] = field(default_factory=list)
     passthrough: Passthrough | None = None
     loadgen: Loadgen | None = None
     seconds: float | None = None

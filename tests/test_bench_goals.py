@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench import goals
 from bench.results import Goal, Results
 
@@ -11,7 +13,7 @@ def results(makespan_ratio: float = 1.02, sender_rounds: tuple[float, ...] = (16
                "makespan": n * makespan_ratio if m == "sync" else 1.0 * makespan_ratio,
                "model": n if m == "sync" else 1.0, "reason": None} for m in ("sync", "async") for n in (1, 2, 10, 100)]
     bursts.append({"label": "async L=0", "mode": "async", "n": 1000, "delay": 1.0, "warm": True,
-                   "caps": {"pool_limit": 0, "threads": 40}, "makespan": 1.4, "model": 1.0, "reason": None})
+                   "caps": {"pool_limit": 0, "threads": 40}, "makespan": 1.2, "model": 1.0, "reason": None})
     rates = [{"mode": "sync", "fraction": f, "capacity": 1.0, "window_rate": min(f, 1.0) * 0.97, "arrivals": "poisson",
               "p50": 1.1, "model": {"p50": 1.0}} for f in (0.5, 0.8, 2.0)]
     servers = {"receiver": 3800, "receiver, metrics off": 3850, "FastAPI proxy": 3600, "aiohttp.web proxy": 7500}
@@ -68,3 +70,42 @@ def test_side_by_side_ratios_decide_the_pass_through_goals_when_measured():
     assert "215 vs 200 µs" in goal.measured and "side by side on one core" in goal.detail
     # a pair not measured side by side falls back to the separate runs
     assert checked["receiver (async, zero delay) vs the plain FastAPI proxy"].passed is True
+
+
+def test_the_scale_burst_is_predicted_with_the_receivers_own_cost_c0():
+    # c₀ = 0.3 s of the loop's CPU over the async burst of 100: 3 ms a request; N = 1,000 → D + 1,000·c₀ = 4 s
+    data = results()
+    for b in data["bursts"]:
+        if b["mode"] == "async" and b["n"] == 100:
+            b["loop_cpu"] = 0.3
+    for makespan, passed in ((3.7, True), (4.39, True), (4.5, False)):
+        next(b for b in data["bursts"] if b["n"] == 1000)["makespan"] = makespan
+        goal = check(data)["async: makespan, N = 1,000, predicted with c₀"]
+        assert goal.passed is passed and "c₀ = 3000 µs" in goal.measured, goal
+    assert check(results())["async: makespan, N = 1,000, predicted with c₀"].passed is None  # no loop_cpu: said
+
+
+def work_case(mode: str, window_rate: float, processes: int = 0) -> dict:
+    return {"label": f"{mode}, c = 20 ms" + (f", P = {processes}" if processes else ""), "mode": mode,
+            "cpu_ms": 20.0, "processes": processes, "cores": 2, "threads": 40, "pinned": not processes,
+            "burst": {"n": 10, "delay": 1.0, "makespan": 1.25, "model": 1.2,
+                      "caps": {"pool_limit": 100, "threads": 40}},
+            "rate": {"window_rate": window_rate, "capacity": 100.0 if processes else 50.0}}
+
+
+def test_work_goals_hold_bursts_and_capacities_to_the_model_with_c_and_c0():
+    data = results()
+    data["work"] = [work_case("async", 47.0), work_case("threaded", 30.0), work_case("threaded", 92.0, processes=2)]
+    checked = check(data)
+    assert checked["async, c = 20 ms: makespan, N = 10"].passed is True  # 1.25 vs 1.2: 1.04×
+    assert checked["async, c = 20 ms: capacity"].passed is True  # 47 vs 1/c = 50
+    assert checked["threaded, c = 20 ms: capacity"].passed is False  # 30 vs 50
+    assert checked["threaded, c = 20 ms, P = 2: capacity"].passed is True  # 92 vs P/c = 100
+    assert checked["threaded, c = 20 ms, P = 2: capacity above 1/c"].passed is True  # 92 > 50
+    assert checked["threaded, c = 20 ms, P = 2: capacity above 1/c"].value == pytest.approx(92.0 * 0.02)
+    assert "threaded, c = 20 ms: capacity above 1/c" not in checked  # without processes: no such goal
+    for b in data["bursts"]:
+        if b["mode"] == "async" and b["n"] == 100:
+            b["loop_cpu"] = 0.5  # c₀ = 5 ms: the loop computes c + c₀ = 25 ms a request, 40/s
+    goal = check(data)["async, c = 20 ms: capacity"]
+    assert goal.passed is False and "40/s" in goal.measured and "c₀ = 5000 µs" in goal.detail

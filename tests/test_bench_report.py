@@ -101,6 +101,9 @@ def full() -> dict:
         "workers": [workers_row("sync, 1 worker (uvicorn)", "sync", 1, [[4], [4]]),
                     workers_row("sync, 4 workers", "sync", 4, [[2, 1, 1], [1, 1, 1, 1]]),
                     workers_row("async, 1 worker (uvicorn)", "async", 1, [[4], [4]])],
+        "work": [{"label": "async, c = 20 ms", "mode": "async", "cpu_ms": 20.0, "processes": 0, "cores": 1,
+                  "threads": 40, "pinned": True, "burst": burst("async, c = 20 ms", "async", 10),
+                  "rate": rate_row("async", 2.0)}],
         "passthrough": passthrough(),
         "loadgen": {"duration": 10, "endpoint": "upstream /work?delay=0",
                     "results": {"sender": {"rps": 5000.0}, "Locust FastHttpUser": {"rps": 3000.0},
@@ -130,8 +133,8 @@ def quick() -> dict:
     }
 
 
-SECTIONS = ("Bursts: makespan vs N", "Steady rate", "Workers: sync under gunicorn", "Pass-through at zero delay",
-            "Load generators", "Goals")
+SECTIONS = ("Bursts: makespan vs N", "Steady rate", "Workers: sync under gunicorn", "Work: c of CPU a request",
+            "Pass-through at zero delay", "Load generators", "Goals")
 
 
 def sections(text: str) -> dict[str, str]:
@@ -197,7 +200,8 @@ def test_a_quick_run_with_gaps_reports_what_was_not_measured(quick):
     assert "quick profile" in text and "not pinned" in text
     body = sections(text)
     assert list(body) == list(SECTIONS)
-    for name in ("Steady rate", "Workers: sync under gunicorn", "Pass-through at zero delay", "Load generators"):
+    for name in ("Steady rate", "Workers: sync under gunicorn", "Work: c of CPU a request",
+                 "Pass-through at zero delay", "Load generators"):
         assert body[name].strip() == "not measured in this run.", name
     assert "| 2 | 2.01 / — |" in body["Bursts: makespan vs N"]  # the model's value is null
     assert "| 1000 | — / 1,000¹ |" in body["Bursts: makespan vs N"]

@@ -126,8 +126,9 @@ def test_the_simulation_of_random_bursts_is_the_burst_model():
 
 
 WORK_CASES = [  # each request also computes c = caps.cpu (RECEIVER_CPU_MS), on the loop, the GIL or P processes
-    model.Caps(100, 40, cpu=0.02), model.Caps(0, 3, tokens=3, cpu=0.3), model.Caps(100, 40, cpu=0.02, processes=2, cores=2),
-    model.Caps(100, 4, tokens=4, cpu=0.3, processes=2, cores=2), model.Caps(0, 40, cpu=0.7, processes=3, cores=2),
+    model.Caps(100, 40, cpu=0.02), model.Caps(0, 3, tokens=3, cpu=0.3),
+    model.Caps(100, 40, cpu=0.02, processes=2, cores=2), model.Caps(100, 4, tokens=4, cpu=0.3, processes=2, cores=2),
+    model.Caps(0, 40, cpu=0.7, processes=3, cores=2),
 ]
 
 
