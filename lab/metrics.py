@@ -225,6 +225,8 @@ class LoopLag(Collector):
     registry: where the histogram and (not shared) the gauges are registered; None: nowhere.
     """
 
+    interval = PROBE_INTERVAL  # seconds the probe sleeps (what receiver/culprits.py's watcher reads)
+
     def __init__(self, namespace: str, registry: CollectorRegistry | None = REGISTRY, shared: bool = False):
         self.histogram = Histogram(
             "event_loop_lag_seconds",

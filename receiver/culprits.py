@@ -16,22 +16,29 @@ hash), any other `wait` (a requests call: the thread sleeps in the kernel).
 A healthy loop costs this thread one comparison per SAMPLE_INTERVAL, and the loop nothing.
 (pyleak and BlockBuster raise on blocking calls in tests, asyncio's debug mode logs slow
 callbacks: this does it live, on a dashboard, with no change to the code it watches.)
+
+A drop-in for any asyncio service: this file imports only the standard library. Copy it,
+and in the lifespan (docs/detectors.md; examples/culprits_fastapi.py):
+
+    probe = LoopProbe()  # or any object with .due (monotonic time) and .interval
+    task = asyncio.create_task(probe.run())
+    culprits = Culprits(probe, lambda name, kind: counter.labels(name, kind), 0.1, 20, own=("myapp",))
+    culprits.start(threading.get_ident())  # the thread that runs the loop
+    ...; culprits.stop(); task.cancel()
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Protocol
 
-from prometheus_client import Counter
-
-from lab.metrics import PROBE_INTERVAL, LoopLag
-
-log = logging.getLogger("receiver")
+log = logging.getLogger(__name__)  # receiver.culprits: under the receiver's logger
 
 SAMPLE_INTERVAL = 0.05  # seconds between two looks at the probe (and stack samples while blocked)
 OTHER = "other"  # the culprit of every block once LOOP_CULPRITS_MAX names are taken
@@ -57,9 +64,38 @@ def where(frame: FrameType) -> str:
     return f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_qualname}"
 
 
-def is_own(frame: FrameType) -> bool:
+class Probe(Protocol):
+    """What the watcher reads of the loop's probe: when it is next due, and how long it sleeps."""
+
+    @property
+    def due(self) -> float | None: ...  # time.monotonic() at which the loop should wake it; None: not started
+
+    @property
+    def interval(self) -> float: ...
+
+
+class Count(Protocol):
+    """A counter of seconds (prometheus_client's Counter, say)."""
+
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class LoopProbe:
+    """A probe for a service that has none: a task that sleeps `interval` and says when it is next due."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval = interval
+        self.due: float | None = None
+
+    async def run(self) -> None:
+        while True:
+            self.due = time.monotonic() + self.interval
+            await asyncio.sleep(self.interval)
+
+
+def is_own(frame: FrameType, own: Sequence[str] = OWN_PACKAGES, inside: Sequence[str] = INSIDE_LIBRARIES) -> bool:
     module = str(frame.f_globals.get("__name__", ""))
-    return module.split(".")[0] in OWN_PACKAGES and module not in INSIDE_LIBRARIES
+    return module.split(".")[0] in own and module not in inside
 
 
 def stack_of(frame: FrameType | None) -> list[FrameType]:
@@ -71,17 +107,19 @@ def stack_of(frame: FrameType | None) -> list[FrameType]:
     return frames
 
 
-def innermost_own(frames: list[FrameType]) -> int | None:
-    """The index of the innermost frame of the lab's own code (frames innermost first); None: there is none."""
-    return next((i for i, frame in enumerate(frames) if is_own(frame)), None)
+def innermost_own(frames: list[FrameType], own: Sequence[str] = OWN_PACKAGES,
+                  inside: Sequence[str] = INSIDE_LIBRARIES) -> int | None:
+    """The index of the innermost frame of one's own code (frames innermost first); None: there is none."""
+    return next((i for i, frame in enumerate(frames) if is_own(frame, own, inside)), None)
 
 
-def culprit(frames: list[FrameType]) -> str | None:
-    """The innermost frame of the lab's own code, and the call below it (innermost first).
+def culprit(frames: list[FrameType], own: Sequence[str] = OWN_PACKAGES,
+            inside: Sequence[str] = INSIDE_LIBRARIES) -> str | None:
+    """The innermost frame of one's own code (own: its top-level packages), and the call below it.
 
     None: the loop is in its own machinery (LOOP_FRAMES), between callbacks.
     """
-    i = innermost_own(frames)
+    i = innermost_own(frames, own, inside)
     if i is not None:
         return f"{where(frames[i])} → {where(frames[i - 1])}" if i > 0 else where(frames[i])
     if frames and where(frames[0]) in LOOP_FRAMES:
@@ -89,14 +127,15 @@ def culprit(frames: list[FrameType]) -> str | None:
     return where(frames[0]) if frames else UNKNOWN
 
 
-def describe(frames: list[FrameType]) -> str:
-    """The stack on one line, outermost first: the lab's own frames around the culprit, and every frame below them."""
-    own = innermost_own(frames)
-    if own is None:
+def describe(frames: list[FrameType], own: Sequence[str] = OWN_PACKAGES,
+             inside: Sequence[str] = INSIDE_LIBRARIES) -> str:
+    """The stack on one line, outermost first: one's own frames around the culprit, and every frame below them."""
+    first = innermost_own(frames, own, inside)
+    if first is None:
         shown = frames[:8]
     else:
-        end = own
-        while end + 1 < len(frames) and is_own(frames[end + 1]):
+        end = first
+        while end + 1 < len(frames) and is_own(frames[end + 1], own, inside):
             end += 1
         shown = frames[: end + 1]
     return " > ".join(
@@ -118,12 +157,14 @@ def kind_of(cpu: float, wall: float) -> str:
 class Culprits:
     """The watcher thread and the counter it writes."""
 
-    def __init__(self, probe: LoopLag, seconds: Callable[[str, str], Counter], threshold: float, max_culprits: int):
+    def __init__(self, probe: Probe, seconds: Callable[[str, str], Count], threshold: float, max_culprits: int,
+                 own: Sequence[str] = OWN_PACKAGES, inside: Sequence[str] = INSIDE_LIBRARIES):
         self.probe = probe
         self.seconds = seconds  # a culprit's name and kind -> its counter
         self.threshold = threshold
         self.max_culprits = max_culprits
-        self._named: dict[str, dict[str, Counter]] = {}  # name -> kind -> counter
+        self.own, self.inside = tuple(own), tuple(inside)  # one's own top-level packages; modules of them not one's own
+        self._named: dict[str, dict[str, Count]] = {}  # name -> kind -> counter
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -161,17 +202,17 @@ class Culprits:
                 continue
             if episode is not None and due != episode:
                 # The loop woke the probe, which set its next due time PROBE_INTERVAL after it woke.
-                total = max(charged, due - PROBE_INTERVAL - episode)
+                total = max(charged, due - self.probe.interval - episode)
                 if last is not None:  # the rest of the block (the loop catching up) goes to its culprit
                     self.charge(last, total - charged, last_kind)
                     log.warning("event loop blocked %.3f s by %s (%s); stack: %s", total, last, last_kind,
-                                describe(frames))
+                                describe(frames, self.own, self.inside))
                 episode, charged, last = None, 0.0, None
             overdue = now - due
             if overdue <= self.threshold:
                 continue
             sampled = stack_of(sys._current_frames().get(loop_thread))
-            name = culprit(sampled)
+            name = culprit(sampled, self.own, self.inside)
             if name is None:  # between callbacks: charged, with what follows, to the block's culprit at its end
                 episode = due
                 continue

@@ -17,8 +17,10 @@ RANGE_WINDOW = "5m"  # for $__range: the dashboard's time range
 
 
 def windows(expr: str) -> str:
-    """A query as Grafana would send it, its $__rate_interval and $__range put in."""
-    return expr.replace("$__rate_interval", RATE_WINDOW).replace("$__range", RANGE_WINDOW)
+    """A query as Grafana would send it, its $__rate_interval (and _ms) and $__range put in."""
+    ms = str(int(float(RATE_WINDOW.removesuffix("s")) * 1000))
+    return (expr.replace("$__rate_interval_ms", ms).replace("$__rate_interval", RATE_WINDOW)
+            .replace("$__range", RANGE_WINDOW))
 
 
 def board() -> dict:

@@ -48,6 +48,11 @@ PROCESS_TESTS = frozenset(
         "tests/test_receiver_knobs.py::test_bad_knob_exits_with_one_line",
         # Service("sender", ...) with no receiver behind it
         "tests/test_metrics.py::test_a_burst_that_reaches_no_receiver_is_a_failed_burst_not_a_makespan",
+        # the culprit sampler's file copied into a service of its own, run as python -I
+        "tests/test_detectors.py::test_the_sampler_copied_into_another_service_names_what_blocked_its_loop",
+        # examples/asyncio_debug.py, a FastAPI app under uvicorn with asyncio's debug mode
+        "tests/test_detectors.py::test_asyncio_debug_mode_names_the_request_task_not_the_blocking_line",
+        "tests/test_detectors.py::test_pythonasynciodebug_alone_does_nothing_under_uvicorn_on_python_3_11",
         # hadolint, yamllint, promtool and docker compose config run as processes
         "tests/test_static.py::test_hadolint_finds_nothing_in_the_dockerfiles",
         "tests/test_static.py::test_yamllint_finds_nothing_in_the_yaml",

@@ -7,6 +7,7 @@ README.md and docs/*.md (GitHub's slugs), and that docs/configuration.md names e
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -163,3 +164,20 @@ def test_the_model_page_shows_every_modes_makespan_with_work():
     for mode in model.MODES:
         row = re.search(rf"^\| `{mode}` \| \*\*(.+?)\*\* \| \*\*(.+?)\*\* \|$", text, re.MULTILINE)
         assert row and (row[1], row[2]) == model.WORK_FORMULAS[mode], (mode, row and row.groups())
+
+
+def test_experiment_seven_states_the_committed_work_run():
+    # every number of its table is the committed run's (docs/performance/2026-12-01-work/results.json)
+    run = json.loads((DOCS / "performance/2026-12-01-work/results.json").read_text())
+    cases = {w["label"]: w for w in run["work"] if w["cpu_ms"] == 20}
+    text = (DOCS / "experiments.md").read_text()
+    section = text[text.index("## 7. Computing blocks too"):]
+    rows = re.findall(r"^\| `(\w+)`([^|]*) \| ([\d.]+) s \| [^|]*?([\d.]+) s \| ([\d.]+) \| [^|]*?([\d.]+) \|$",
+                      section, re.MULTILINE)
+    assert [mode for mode, *_ in rows] == [*model.MODES, "threaded"]
+    for mode, extra, makespan, predicted, capacity, modelled in rows:
+        label = f"{mode}, c = 20 ms" + (", P = 2, T = 200" if "processes" in extra else "")
+        burst, rate = cases[label]["burst"], cases[label]["rate"]
+        assert (float(makespan), float(predicted)) == (round(burst["makespan"], 2), round(burst["model"], 2)), label
+        assert float(capacity) == float(f"{rate['window_rate']:.3g}"), label
+        assert float(modelled) == pytest.approx(rate["capacity"], rel=0.005), label

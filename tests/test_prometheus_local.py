@@ -97,3 +97,22 @@ def test_the_culprit_panel_names_requests_within_a_scrape_interval_of_a_sync_bur
     assert len(answered_at) == n, answered_at
     assert found_at is not None and found_at <= max(answered_at) + SCRAPE_INTERVAL + 0.5, (
         found_at - began, max(answered_at) - began)
+
+
+def test_the_culprit_panel_says_computing_for_work_on_the_loop(start, prometheus_for):
+    # async with RECEIVER_CPU_MS=300: the calls wait off the loop, the work holds it, 0.3 s a request
+    upstream = start("upstream", UPSTREAM_DELAY="0.1")
+    receiver = start("receiver", RECEIVER_MODE="async", UPSTREAM_URL=upstream.url, RECEIVER_CPU_MS="300")
+    prometheus = scraping(prometheus_for({"receiver": receiver.metrics_port}))
+    panel = next(p for p in dashboard.build()["panels"] if p["title"] == "What blocked the loop")
+    query = windows(panel["targets"][0]["expr"])
+    burst = [threading.Thread(target=get, args=(f"{receiver.url}/tasks/t{i}",), kwargs={"timeout": 30})
+             for i in range(3)]
+    for thread in burst:
+        thread.start()
+    for thread in burst:
+        thread.join()
+    named = eventually(lambda: [s["metric"]["culprit"] for s in instant(prometheus, query)
+                                if float(s["value"][1]) > 0] or None,
+                       SCRAPE_INTERVAL + 10, "the panel names what blocked the loop", interval=0.5)
+    assert named == ["receiver.cpu.compute · cpu"]

@@ -110,6 +110,21 @@ MAKESPAN_VS_MODEL = sender_gauges(("sender_burst_makespan_seconds", "measured"),
                                   ("sender_burst_predicted_makespan_seconds", "model"))
 
 
+BLOCK_SECONDS = "receiver_event_loop_block_seconds_total"  # by culprit and kind (receiver/culprits.py)
+
+
+def counted_rate(counter: str) -> str:
+    """rate() of a counter whose series are born with what they count, per second over RATE.
+
+    A culprit's series appears when its first block is charged, already at that block's
+    seconds: rate() and increase() take the first sample as their start and would show a
+    short block by a new culprit as nothing. A series born within the window counts its
+    whole value instead (it started from 0), spread over the window.
+    """
+    return (f"(rate({counter}[{RATE}]) and {counter} offset {RATE}) "
+            f"or ({counter} unless {counter} offset {RATE}) / ({RATE}_ms / 1000)")
+
+
 def by_mode(expr: str) -> str:
     """A receiver series with its receiver's mode attached (from the running receivers' receiver_info)."""
     return f"{expr} * on (instance) group_left (mode) {RUNNING}"
@@ -181,8 +196,8 @@ WAITING = (
         "(cpu: RECEIVER_CPU_MS on the loop). sync and mixed name requests, waiting; async, threaded "
         "and def stay at none.",
         "percentunit",
-        (Query(now('label_join(sum by (mode, culprit, kind) '
-                   f'(rate(receiver_event_loop_block_seconds_total[{RATE}])), "culprit", " · ", "culprit", "kind")') +
+        (Query(now(f'label_join(sum by (mode, culprit, kind) ({counted_rate(BLOCK_SECONDS)}), '
+                   '"culprit", " · ", "culprit", "kind")') +
                f' or on (mode) label_replace({MODES_NOW} * 0, "culprit", "none", "", "")',
                "{{mode}}: {{culprit}}"),),
     ),
