@@ -112,7 +112,10 @@ def test_the_culprit_panel_says_computing_for_work_on_the_loop(start, prometheus
         thread.start()
     for thread in burst:
         thread.join()
-    named = eventually(lambda: [s["metric"]["culprit"] for s in instant(prometheus, query)
-                                if float(s["value"][1]) > 0] or None,
-                       SCRAPE_INTERVAL + 10, "the panel names what blocked the loop", interval=0.5)
-    assert named == ["receiver.cpu.compute · cpu"]
+    shares = eventually(lambda: {s["metric"]["culprit"]: float(s["value"][1]) for s in instant(prometheus, query)
+                                 if float(s["value"][1]) > 0} or None,
+                        SCRAPE_INTERVAL + 10, "the panel names what blocked the loop", interval=0.5)
+    # the work, computing; on a busy machine a sample may land just after it (the answer's log
+    # line, say), computing too, and a small share
+    assert max(shares, key=shares.__getitem__) == "receiver.cpu.compute · cpu", shares
+    assert all(name.endswith(" · cpu") for name in shares), shares
