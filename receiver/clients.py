@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 
 import aiohttp
 import anyio
 import anyio.to_thread
+import httpx
 import requests
 
 from lab.metrics import CALLER_HEADER
 from receiver.cpu import Work
-from receiver.deadline import WATCHDOG, WatchedAdapter
+from receiver.deadline import WATCHDOG, WatchedAdapter, WatchedTransport
 from receiver.metrics import UpstreamCalls
-from receiver.settings import Settings
+from receiver.settings import AsyncClient, Settings, SyncClient
 
 
 class UpstreamError(Exception):
@@ -59,10 +60,22 @@ class Threads:
                 self.running -= 1
 
 
+class Counted:
+    """httpx.AsyncClient's calls in flight, for the pool's busy and waiting counts (httpx shows none of its own)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit  # L; 0: none
+        self.calls = 0  # changed on the event loop only
+
+    def pool(self) -> tuple[int, int, int]:
+        calls, limit = self.calls, self.limit
+        return (calls, 0, 0) if not limit else (min(calls, limit), max(0, calls - limit), limit)
+
+
 @dataclass(frozen=True)
 class Clients:
-    session: aiohttp.ClientSession  # async, async part of mixed
-    http: requests.Session  # sync, threaded, blocking part of mixed
+    session: aiohttp.ClientSession  # async, async part of mixed (RECEIVER_ASYNC_CLIENT=aiohttp)
+    http: requests.Session  # sync, threaded, def, blocking part of mixed (RECEIVER_SYNC_CLIENT=requests)
     threads: Threads  # threaded
     threadpool: anyio.CapacityLimiter  # def: anyio's default thread limiter, which FastAPI runs def endpoints in
     timeout: float
@@ -70,6 +83,14 @@ class Clients:
     # receiver_upstream_call_duration_seconds, which each call is timed into (the app's
     # ReceiverMetrics.calls); None: RECEIVER_METRICS off, not timed.
     calls: UpstreamCalls | None = None
+    # The calls the modes make (receiver/modes.py): the loop-friendly one and the blocking one,
+    # by RECEIVER_ASYNC_CLIENT and RECEIVER_SYNC_CLIENT (ASYNC_CALLS, SYNC_CALLS).
+    call_async: Callable[[Clients, str], Awaitable[None]] = field(default=lambda clients, url: call_with_aiohttp(
+        clients, url))
+    call_sync: Callable[[Clients, str], None] = field(default=lambda clients, url: call_with_requests(clients, url))
+    httpx_async: httpx.AsyncClient | None = None  # RECEIVER_ASYNC_CLIENT=httpx
+    httpx_calls: Counted | None = None  # its calls in flight
+    httpx_sync: httpx.Client | None = None  # RECEIVER_SYNC_CLIENT=httpx
 
     def pools(self) -> dict[str, tuple[int, int, int]]:
         """{pool: (busy, waiting, limit)}: threaded mode's threads, aiohttp's connections (limit 0: none),
@@ -84,11 +105,14 @@ class Clients:
         waiting = sum(len(waiters) for waiters in list(getattr(connector, "_waiters", {}).values()))
         threads = self.threads
         tokens = self.threadpool.statistics()  # copies its set of borrowers in one C call
+        # The async client's connections: aiohttp's connector, or httpx.AsyncClient's calls in flight.
+        connections = ("aiohttp", (in_use, waiting, connector.limit if connector is not None else 0)) \
+            if self.httpx_calls is None else ("httpx", self.httpx_calls.pool())
         return {
             # Waiting: calls beyond the T threads, as anyio and aiohttp count theirs (past the cap).
             # A call handed over while the pool starts a thread is in neither count for that moment.
             "threads": (threads.running, max(0, threads.submitted - threads.size), threads.size),
-            "aiohttp": (in_use, waiting, connector.limit if connector is not None else 0),
+            connections[0]: connections[1],
             "anyio": (tokens.borrowed_tokens, tokens.tasks_waiting, int(tokens.total_tokens)),
         }
 
@@ -114,10 +138,26 @@ async def open_clients(settings: Settings, calls: UpstreamCalls | None = None) -
     if settings.receiver_threadpool_tokens is not None:  # else anyio's own default stays
         threadpool.total_tokens = settings.receiver_threadpool_tokens
     work = Work(settings.receiver_cpu_ms, settings.receiver_cpu_processes)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session:
+    seconds, limit = settings.receiver_upstream_timeout, settings.receiver_pool_limit
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=caller) as session, \
+            AsyncExitStack() as opened:
         try:
+            # httpx: the same timeout (per operation: the calls below add the total deadline), L
+            # connections for the async client, RECEIVER_REQUESTS_POOL kept open for the sync one.
+            httpx_async = httpx_sync = None
+            if settings.receiver_async_client == "httpx":
+                httpx_async = await opened.enter_async_context(httpx.AsyncClient(
+                    timeout=seconds, headers=caller, trust_env=False,
+                    limits=httpx.Limits(max_connections=limit or None, max_keepalive_connections=limit or None)))
+            if settings.receiver_sync_client == "httpx":
+                httpx_sync = opened.enter_context(httpx.Client(
+                    timeout=seconds, headers=caller, trust_env=False, transport=WatchedTransport(httpx.Limits(
+                        max_connections=None, max_keepalive_connections=settings.receiver_requests_pool))))
             await work.start()
-            yield Clients(session, http, threads, threadpool, settings.receiver_upstream_timeout, work, calls)
+            yield Clients(session, http, threads, threadpool, seconds, work, calls,
+                          call_async=ASYNC_CALLS[settings.receiver_async_client],
+                          call_sync=SYNC_CALLS[settings.receiver_sync_client], httpx_async=httpx_async,
+                          httpx_calls=Counted(limit) if httpx_async is not None else None, httpx_sync=httpx_sync)
         finally:
             threads.executor.shutdown(wait=False, cancel_futures=True)
             http.close()
@@ -176,3 +216,63 @@ async def call_with_aiohttp(clients: Clients, url: str) -> None:
     finally:
         if clients.calls is not None:
             clients.calls.labels("aiohttp", outcome).observe(time.perf_counter() - started)
+
+
+def call_with_httpx_sync(clients: Clients, url: str) -> None:
+    """One upstream call with httpx.Client. Blocks the calling thread until it is done, at most clients.timeout."""
+    assert clients.httpx_sync is not None
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        with WATCHDOG.call(clients.timeout) as call:  # httpx's timeouts are per operation: the watchdog bounds the call
+            try:
+                response = clients.httpx_sync.get(url)
+            except httpx.HTTPError as exc:
+                failed: httpx.HTTPError | None = exc
+            else:
+                failed = None
+            if call.expired or isinstance(failed, httpx.TimeoutException):
+                outcome = "timeout"
+                raise UpstreamError(504, f"upstream did not answer within {clients.timeout:g}s", "timeout")
+            if failed is not None:
+                raise UpstreamError(502, f"upstream call failed: {failed!r}")
+        check(response.status_code, response.content)
+        outcome = "ok"
+    finally:
+        if clients.calls is not None:
+            clients.calls.labels("httpx.Client", outcome).observe(time.perf_counter() - started)
+
+
+async def call_with_httpx(clients: Clients, url: str) -> None:
+    """One upstream call with httpx.AsyncClient. Waits without blocking the event loop, at most clients.timeout."""
+    assert clients.httpx_async is not None and clients.httpx_calls is not None
+    started = time.perf_counter()
+    outcome = "error"
+    counted = clients.httpx_calls
+    counted.calls += 1
+    try:
+        try:
+            async with asyncio.timeout(clients.timeout):  # httpx's timeouts are per operation: the total deadline
+                response = await clients.httpx_async.get(url)
+        except (TimeoutError, httpx.TimeoutException):
+            outcome = "timeout"
+            raise UpstreamError(504, f"upstream did not answer within {clients.timeout:g}s", "timeout") from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(502, f"upstream call failed: {exc!r}") from None
+        check(response.status_code, response.content)
+        outcome = "ok"
+    finally:
+        counted.calls -= 1
+        if clients.calls is not None:
+            clients.calls.labels("httpx.AsyncClient", outcome).observe(time.perf_counter() - started)
+
+
+# The clients a mode's calls go through (RECEIVER_ASYNC_CLIENT, RECEIVER_SYNC_CLIENT): a library, one function.
+ASYNC_CALLS: dict[AsyncClient, Callable[[Clients, str], Awaitable[None]]] = {
+    "aiohttp": call_with_aiohttp,
+    "httpx": call_with_httpx,
+}
+SYNC_CALLS: dict[SyncClient, Callable[[Clients, str], None]] = {
+    "requests": call_with_requests,
+    "httpx": call_with_httpx_sync,
+}

@@ -5,7 +5,10 @@ timeout, and would hold a sync receiver's loop for as long as it likes. So each 
 with `requests` registers the socket it uses; one watchdog thread per process shuts that
 socket down when the call's deadline passes, which ends the blocked read at once. The call
 then fails, and the caller, seeing the deadline passed, answers 504 like a read timeout.
-aiohttp needs none of this: its ClientTimeout(total=...) is a total deadline already.
+httpx.Client's timeouts are per operation too, and get the same watchdog (WatchedTransport:
+its sockets are handed over as they are read and written). aiohttp needs none of this: its
+ClientTimeout(total=...) is a total deadline already, and httpx.AsyncClient's call runs
+under asyncio.timeout (receiver/clients.py).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
+import httpcore
+import httpx
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
 from urllib3.connectionpool import HTTPConnectionPool
@@ -71,7 +76,7 @@ class Watchdog:
 
     @contextmanager
     def call(self, timeout: float) -> Iterator[Call]:
-        """Watch the requests call made inside this block, on this thread, for `timeout` seconds."""
+        """Watch the call (requests' or httpx.Client's) made inside this block, on this thread, for `timeout` s."""
         watched = Call(time.monotonic() + timeout)
         with self._wake:
             if self._thread is None:
@@ -88,6 +93,7 @@ class Watchdog:
             watched.finish()
 
     def current(self) -> Call | None:
+        """The call this thread is making (inside call()), if any."""
         return getattr(self._local, "call", None)
 
     def _run(self) -> None:
@@ -126,3 +132,55 @@ class WatchedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme, "http": WatchedPool}
+
+
+class WatchedStream(httpcore.NetworkStream):
+    """httpcore's socket stream, handing its socket to the call in progress on this thread at each read and write.
+
+    A pooled connection serves one call after another: whichever call uses it now is the one
+    whose deadline may cut it.
+    """
+
+    def __init__(self, stream: httpcore.NetworkStream):
+        self._stream = stream
+        self._sock = stream.get_extra_info("socket")
+
+    def _watch(self) -> None:
+        call = WATCHDOG.current()
+        if call is not None:
+            call.use(self._sock)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        self._watch()
+        return self._stream.read(max_bytes, timeout)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._watch()
+        self._stream.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def get_extra_info(self, info: str) -> object:
+        return self._stream.get_extra_info(info)
+
+
+class WatchedBackend(httpcore.SyncBackend):
+    """httpcore's network backend for sockets, each in a WatchedStream (http:// only: no start_tls)."""
+
+    def connect_tcp(self, *args, **kwargs) -> httpcore.NetworkStream:  # type: ignore[no-untyped-def]
+        return WatchedStream(super().connect_tcp(*args, **kwargs))
+
+
+class WatchedTransport(httpx.HTTPTransport):
+    """httpx.Client's transport for http:// whose connections the watchdog can cut at a call's deadline.
+
+    httpx has no way to name a network backend but its transport's pool, which is rebuilt here
+    with the same limits and WatchedBackend (tests/test_faults.py's trickle holds it to that).
+    """
+
+    def __init__(self, limits: httpx.Limits):
+        super().__init__(limits=limits)
+        self._pool = httpcore.ConnectionPool(max_connections=limits.max_connections,
+                                             max_keepalive_connections=limits.max_keepalive_connections,
+                                             keepalive_expiry=limits.keepalive_expiry, network_backend=WatchedBackend())

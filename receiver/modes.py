@@ -1,7 +1,10 @@
 """The five ways the receiver calls upstream. RECEIVER_MODE picks one of HANDLERS.
 
-Each then does its request's work (RECEIVER_CPU_MS, receiver/cpu.py; none by default) where
-it runs: on the event loop, or in the thread that made the call.
+A mode decides where its calls run; the client library each call goes through is the
+receiver's other knob (RECEIVER_ASYNC_CLIENT: aiohttp or httpx.AsyncClient;
+RECEIVER_SYNC_CLIENT: requests or httpx.Client; receiver/clients.py's two tables). Each then
+does its request's work (RECEIVER_CPU_MS, receiver/cpu.py; none by default) where it runs:
+on the event loop, or in the thread that made the call.
 """
 
 from __future__ import annotations
@@ -9,27 +12,29 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from lab.model import Mode
-from receiver.clients import Clients, call_with_aiohttp, call_with_requests
+from receiver.clients import Clients
 
 
 async def sync(clients: Clients, url: str) -> None:
-    # Deliberately blocking: requests inside async def holds the event loop for the whole
-    # call. Nothing else runs meanwhile: other requests are not even read (seed experiment 1).
-    call_with_requests(clients, url)
+    # Deliberately blocking: requests (or httpx.Client) inside async def holds the event loop
+    # for the whole call. Nothing else runs meanwhile: other requests are not even read (seed
+    # experiment 1).
+    clients.call_sync(clients, url)
     await clients.work.on_loop()
 
 
 async def async_(clients: Clients, url: str) -> None:
-    # aiohttp waits without blocking: other requests go on meanwhile (seed experiment 2).
-    await call_with_aiohttp(clients, url)
+    # aiohttp (or httpx.AsyncClient) waits without blocking: other requests go on meanwhile
+    # (seed experiment 2).
+    await clients.call_async(clients, url)
     await clients.work.on_loop()
 
 
 async def mixed(clients: Clients, url: str) -> None:
     # The seed's unwritten case: one aiohttp call, then one requests call.
-    await call_with_aiohttp(clients, url)
+    await clients.call_async(clients, url)
     # Deliberately blocking, as in sync: this one call is enough to serialize the service.
-    call_with_requests(clients, url)
+    clients.call_sync(clients, url)
     await clients.work.on_loop()
 
 
@@ -48,7 +53,7 @@ def def_(clients: Clients, url: str) -> None:
 
 def call_then_work(clients: Clients, url: str) -> None:
     """threaded's and def's request, in its thread: the call, then the work, both in this thread."""
-    call_with_requests(clients, url)
+    clients.call_sync(clients, url)
     clients.work.in_thread()
 
 

@@ -17,6 +17,12 @@ from lab.settings import Port, PositiveSeconds, ServiceSettings
 # Whole seconds: uvicorn's Config and gunicorn's keepalive both take an int.
 KEEP_ALIVE = 5
 
+# The client libraries (receiver/clients.py, CALLS): the loop-friendly call of async and mixed,
+# and the blocking call of sync, mixed, threaded and def. A sync client blocks the loop
+# whatever its name: the mode decides where it runs, the library what each call costs.
+AsyncClient = Literal["aiohttp", "httpx"]
+SyncClient = Literal["requests", "httpx"]
+
 
 @cache
 def anyio_default_tokens() -> int:
@@ -36,7 +42,10 @@ class Settings(ServiceSettings):
     # def mode's pool: anyio's thread-pool tokens (K); unset: anyio's own default (40)
     receiver_threadpool_tokens: Annotated[int, Field(ge=1, le=1000)] | None = None
     receiver_pool_limit: Annotated[int, Field(ge=0, le=10000)] = 100  # aiohttp connector (L), 0 = none
-    receiver_requests_pool: Annotated[int, Field(ge=1, le=10000)] = 10  # requests' pool_maxsize
+    # requests' pool_maxsize; httpx.Client's max_keepalive_connections
+    receiver_requests_pool: Annotated[int, Field(ge=1, le=10000)] = 10
+    receiver_async_client: AsyncClient = "aiohttp"  # async, mixed: aiohttp, or httpx.AsyncClient (L connections)
+    receiver_sync_client: SyncClient = "requests"  # sync, mixed, threaded, def: requests, or httpx.Client
     receiver_upstream_timeout: PositiveSeconds = 130.0  # every upstream call, in seconds
     # uvicorn's access line; off by default: "Send task1 response" already says it (at LOG_LEVEL=info)
     receiver_access_log: bool = False
@@ -78,6 +87,8 @@ class Settings(ServiceSettings):
             "threadpool_tokens": self.threadpool_tokens,
             "pool_limit": self.receiver_pool_limit,
             "requests_pool": self.receiver_requests_pool,
+            "async_client": self.receiver_async_client,
+            "sync_client": self.receiver_sync_client,
             "upstream_url": self.upstream_base,
             "upstream_timeout": self.receiver_upstream_timeout,
             "server": self.server,

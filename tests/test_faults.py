@@ -107,14 +107,16 @@ FAULT_ANSWERS = {"reset": 502, "garbage": 502, "truncate": 502, "hang": 504, "tr
 FAULT_TIMEOUT = 1.5
 
 
+@pytest.mark.parametrize("clients", ["aiohttp, requests", "httpx"])
 @pytest.mark.parametrize("mode", model.MODES)
-def test_every_fault_between_receiver_and_upstream_gets_its_answer_in_every_mode(start, mode):
+def test_every_fault_between_receiver_and_upstream_gets_its_answer_in_every_mode(start, mode, clients):
     """Reset, not HTTP, cut short: 502 at once. Hung or trickling: 504 at the timeout, which for
-    requests is a total deadline too (a trickle never trips its per-read timeout)."""
+    requests and httpx is a total deadline too (a trickle never trips their per-read timeouts)."""
     upstream = start("upstream", UPSTREAM_DELAY="0", LOG_LEVEL="warning")
+    chosen = {"RECEIVER_ASYNC_CLIENT": "httpx", "RECEIVER_SYNC_CLIENT": "httpx"} if clients == "httpx" else {}
     with FaultProxy(upstream.url, "pass", trickle=0.1) as proxy:  # 0.1 s a byte: about 15 s for a whole answer
         receiver = start("receiver", RECEIVER_MODE=mode, UPSTREAM_URL=proxy.url,
-                         RECEIVER_UPSTREAM_TIMEOUT=f"{FAULT_TIMEOUT:g}", LOG_LEVEL="warning")
+                         RECEIVER_UPSTREAM_TIMEOUT=f"{FAULT_TIMEOUT:g}", LOG_LEVEL="warning", **chosen)
         fds_before = open_fds(receiver.process.pid)
         for fault, expected in FAULT_ANSWERS.items():
             # from the next connection on: each fault ends its connection, so the next call opens one

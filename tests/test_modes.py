@@ -32,7 +32,21 @@ CASES = [
     pytest.param("threaded", {"RECEIVER_THREADS": "2"}, id="threaded-T2"),
     pytest.param("def", {}, id="def"),
     pytest.param("def", {"RECEIVER_THREADPOOL_TOKENS": "2"}, id="def-K2"),
+    # The client libraries (RECEIVER_ASYNC_CLIENT, RECEIVER_SYNC_CLIENT) change no timeline:
+    # a blocking call blocks, whoever makes it, and httpx.AsyncClient's L caps as aiohttp's does.
+    pytest.param("sync", {"RECEIVER_SYNC_CLIENT": "httpx"}, id="sync-httpx"),
+    pytest.param("async", {"RECEIVER_ASYNC_CLIENT": "httpx"}, id="async-httpx"),
+    pytest.param("async", {"RECEIVER_ASYNC_CLIENT": "httpx", "RECEIVER_POOL_LIMIT": "2"}, id="async-httpx-L2"),
+    pytest.param("mixed", {"RECEIVER_ASYNC_CLIENT": "httpx", "RECEIVER_SYNC_CLIENT": "httpx"}, id="mixed-httpx"),
+    pytest.param("threaded", {"RECEIVER_SYNC_CLIENT": "httpx"}, id="threaded-httpx"),
+    pytest.param("def", {"RECEIVER_SYNC_CLIENT": "httpx"}, id="def-httpx"),
 ]
+
+
+def client_labels(env: dict[str, str]) -> tuple[str, str]:
+    """The `client` label of the async and the blocking call with these settings."""
+    return ("httpx.AsyncClient" if env.get("RECEIVER_ASYNC_CLIENT") == "httpx" else "aiohttp",
+            "httpx.Client" if env.get("RECEIVER_SYNC_CLIENT") == "httpx" else "requests")
 
 
 # The pool each mode's calls wait for, and its cap: (pool, cap) from the receiver's caps.
@@ -150,6 +164,8 @@ def test_burst_matches_the_model(mode, env, upstream, receiver_for):
     else:
         assert blocked_peak < 0.1, f"{mode}: blocked peak {blocked_peak:.3f}s though nothing blocks it"
     pool, cap = POOLS[mode](caps)
+    if pool == "aiohttp" and env.get("RECEIVER_ASYNC_CLIENT") == "httpx":
+        pool = "httpx"  # httpx.AsyncClient's connections, counted as its calls in flight
     if pool:  # the most calls in the mode's pool at once, and waiting for it, whatever the scrape's moment
         at_once = min(N, cap) if cap else N
         peaks = {kind: value(after, f"receiver_pool_{kind}_peak", pool=pool) for kind in ("busy", "waiting")}
@@ -158,8 +174,9 @@ def test_burst_matches_the_model(mode, env, upstream, receiver_for):
     # The receiver counted the requests under its mode and the route template.
     counted = value(after, "receiver_http_requests_total", mode=mode, route="/tasks/{name}", status="200")
     assert counted == N
-    clients = {"sync": ["requests"], "async": ["aiohttp"], "mixed": ["aiohttp", "requests"],
-               "threaded": ["requests"], "def": ["requests"]}
+    async_client, sync_client = client_labels(env)
+    clients = {"sync": [sync_client], "async": [async_client], "mixed": [async_client, sync_client],
+               "threaded": [sync_client], "def": [sync_client]}
     for client in clients[mode]:
         assert value(after, "receiver_upstream_call_duration_seconds_count", client=client, outcome="ok") == N
 
