@@ -111,8 +111,9 @@ def test_metrics_hold_the_lab_series(lab, name, series):
 def test_metric_values_tell_the_story(lab):
     receiver = scrape(lab["receiver"].metrics_url)
     assert value(receiver, "receiver_info", mode="async", threads="40", threadpool_tokens="40", pool_limit="100",
-                 requests_pool="10", server="uvicorn", workers="1", accept="one process",
-                 upstream_url=lab["upstream"].url, upstream_timeout="130.0", cpu_ms="0.0", cpu_processes="0") == 1
+                 requests_pool="10", async_client="aiohttp", sync_client="requests", server="uvicorn", workers="1",
+                 accept="one process", upstream_url=lab["upstream"].url, upstream_timeout="130.0", cpu_ms="0.0",
+                 cpu_processes="0") == 1
     assert value(receiver, "receiver_http_requests_total", mode="async", route="/tasks/{name}", status="200") >= 3
     sender = samples(lab["sender_text"])
     # Every sender series but the loop probe's carries the receiver's mode, from its /info.

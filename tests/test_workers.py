@@ -108,8 +108,9 @@ def test_the_master_serves_every_workers_counts(workers, tmp_path):
     assert (info["server"], info["workers"]) == ("gunicorn", 4)
     before = scrape(receiver.metrics_url)
     assert value(before, "receiver_info", mode="async", server="gunicorn", workers="4", accept="shared", threads="40",
-                 threadpool_tokens="40", pool_limit="100", requests_pool="10", upstream_url=info["upstream_url"],
-                 upstream_timeout="130.0", cpu_ms="0.0", cpu_processes="0") == 1.0
+                 threadpool_tokens="40", pool_limit="100", requests_pool="10", async_client="aiohttp",
+                 sync_client="requests", upstream_url=info["upstream_url"], upstream_timeout="130.0", cpu_ms="0.0",
+                 cpu_processes="0") == 1.0
 
     assert len(burst(receiver, 200)) == 200
     after = scrape(receiver.metrics_url)
