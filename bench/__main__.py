@@ -73,10 +73,18 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def series(profile: Profile, modes: tuple[model.Mode, ...]) -> list[bursts.Series]:
+def series(profile: Profile, modes: tuple[model.Mode, ...], local: bool = True) -> list[bursts.Series]:
+    """The burst sweep's lines; the httpx ones only against local receivers (given ones run what they run)."""
     found = [bursts.Series(mode, mode, CAPS, profile.sizes) for mode in modes]
-    if "async" in modes:  # the async-scale goal: N = 1,000 with no connector limit
-        found.append(bursts.Series("async L=0", "async", replace(CAPS, pool_limit=0), (goals.SCALE_N,), warm=True))
+    if "async" in modes:  # the async-scale goal: N = 1,000 with no connector limit; and both again with httpx
+        # and N = 100 before it, as warm, for c₀: the receiver's own cost a request with its connections open
+        found.append(bursts.Series("async L=0", "async", replace(CAPS, pool_limit=0), (goals.OVERHEAD_N, goals.SCALE_N),
+                                   warm=True))
+    if "async" in modes and local:
+        httpx = (("RECEIVER_ASYNC_CLIENT", "httpx"),)
+        found.append(bursts.Series("async httpx", "async", CAPS, profile.sizes, settings=httpx))
+        found.append(bursts.Series("async httpx L=0", "async", replace(CAPS, pool_limit=0),
+                                   (goals.OVERHEAD_N, goals.SCALE_N), warm=True, settings=httpx))
     return found
 
 
@@ -87,13 +95,14 @@ class Receivers:
         self.running = running
         self.upstream = upstream
         self.urls = urls
-        self.current: tuple[tuple[model.Mode, model.Caps], Any] | None = None
+        self.current: tuple[tuple[model.Mode, model.Caps, tuple[tuple[str, str], ...]], Any] | None = None
 
-    def url(self, mode: model.Mode, caps: model.Caps) -> str:
-        """A receiver in this mode with these caps (work, if caps.cpu; its processes unpinned, with the cores)."""
-        key = (mode, caps)
-        if key in self.urls:
-            return self.urls[key]
+    def url(self, mode: model.Mode, caps: model.Caps, settings: tuple[tuple[str, str], ...] = ()) -> str:
+        """A receiver in this mode with these caps (work, if caps.cpu; its processes unpinned, with the cores),
+        and these more settings (env pairs: its clients, say)."""
+        if not settings and (mode, caps) in self.urls:
+            return self.urls[(mode, caps)]
+        key = (mode, caps, settings)
         if self.upstream is None:
             raise BenchError(f"no receiver given runs {mode} with pool_limit={caps.pool_limit} "
                              f"threads={caps.threads}; pass one in --receivers or run without it")
@@ -104,7 +113,7 @@ class Receivers:
         receiver = self.running.start("receiver", None if caps.processes else "server", RECEIVER_MODE=mode,
                                       UPSTREAM_URL=self.upstream, RECEIVER_POOL_LIMIT=str(caps.pool_limit),
                                       RECEIVER_THREADS=str(caps.threads), RECEIVER_CPU_MS=f"{caps.cpu * 1000:g}",
-                                      RECEIVER_CPU_PROCESSES=str(caps.processes))
+                                      RECEIVER_CPU_PROCESSES=str(caps.processes), **dict(settings))
         self.current = (key, receiver)
         return receiver.url
 
@@ -184,7 +193,7 @@ def run(args: argparse.Namespace, console: Console) -> Results:
     cpus = machine.cores()
     urls = given(args.receivers) if args.receivers else {}
     modes = tuple(sorted({mode for mode, _ in urls}, key=model.MODES.index)) if urls else model.MODES
-    plan = bursts.plan(series(profile, modes), profile.delay, profile.max_makespan)
+    plan = bursts.plan(series(profile, modes, local=not urls), profile.delay, profile.max_makespan)
     points = rates.points(modes, profile.fractions, profile.delay, CAPS)
     started = time.monotonic()
     results = Results(version=1, profile=profile.name,
@@ -216,8 +225,8 @@ def measure(skip: list[str], profile: Profile, modes: tuple[model.Mode, ...], po
     upstream = None if urls else running.start("upstream", "load").url
     receivers = Receivers(running, upstream, urls)
     if "bursts" not in skip:
-        parts["bursts"] = bursts.sweep([s for s in series(profile, modes)], profile.delay, profile.max_makespan,
-                                       lambda s: receivers.url(s.mode, s.caps), scratch, load, advance,
+        parts["bursts"] = bursts.sweep(series(profile, modes, local=not urls), profile.delay, profile.max_makespan,
+                                       lambda s: receivers.url(s.mode, s.caps, s.settings), scratch, load, advance,
                                        receivers.loop_cpu)
     if "rates" not in skip:
         parts["rates"] = rates.sweep(points, profile.rate_duration, ARRIVALS, SEED,

@@ -20,10 +20,11 @@ class Series:
     caps: model.Caps
     sizes: tuple[int, ...]
     warm: bool = False  # one unrecorded burst of the same N first: the receiver's pool opened, as in a running lab
+    settings: tuple[tuple[str, str], ...] = ()  # more of the receiver's settings (its clients, say), as env pairs
 
     def env(self) -> dict[str, str]:
         return {"RECEIVER_MODE": self.mode, "RECEIVER_POOL_LIMIT": str(self.caps.pool_limit),
-                "RECEIVER_THREADS": str(self.caps.threads)}
+                "RECEIVER_THREADS": str(self.caps.threads), **dict(self.settings)}
 
 
 def plan(series: list[Series], delay: float, max_makespan: float) -> list[tuple[Series, int, float, str | None]]:

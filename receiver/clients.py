@@ -22,6 +22,8 @@ from receiver.deadline import WATCHDOG, WatchedAdapter, WatchedTransport
 from receiver.metrics import UpstreamCalls
 from receiver.settings import AsyncClient, Settings, SyncClient
 
+HTTPX_KEEPALIVE = 20  # httpx.Limits' default max_keepalive_connections, named
+
 
 class UpstreamError(Exception):
     """An upstream call that did not succeed, with the status the receiver answers."""
@@ -143,12 +145,13 @@ async def open_clients(settings: Settings, calls: UpstreamCalls | None = None) -
             AsyncExitStack() as opened:
         try:
             # httpx: the same timeout (per operation: the calls below add the total deadline), L
-            # connections for the async client, RECEIVER_REQUESTS_POOL kept open for the sync one.
+            # connections for the async client (of which httpx's default 20 kept open: the more it
+            # keeps, the more each call's pool checks), RECEIVER_REQUESTS_POOL kept for the sync one.
             httpx_async = httpx_sync = None
             if settings.receiver_async_client == "httpx":
                 httpx_async = await opened.enter_async_context(httpx.AsyncClient(
                     timeout=seconds, headers=caller, trust_env=False,
-                    limits=httpx.Limits(max_connections=limit or None, max_keepalive_connections=limit or None)))
+                    limits=httpx.Limits(max_connections=limit or None, max_keepalive_connections=HTTPX_KEEPALIVE)))
             if settings.receiver_sync_client == "httpx":
                 httpx_sync = opened.enter_context(httpx.Client(
                     timeout=seconds, headers=caller, trust_env=False, transport=WatchedTransport(httpx.Limits(

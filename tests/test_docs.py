@@ -181,3 +181,24 @@ def test_experiment_seven_states_the_committed_work_run():
         assert (float(makespan), float(predicted)) == (round(burst["makespan"], 2), round(burst["model"], 2)), label
         assert float(capacity) == float(f"{rate['window_rate']:.3g}"), label
         assert float(modelled) == pytest.approx(rate["capacity"], rel=0.005), label
+
+
+def test_the_readme_client_table_states_the_committed_clients_run():
+    run = json.loads((DOCS / "performance/2026-12-01-clients/results.json").read_text())
+    configs = run["passthrough"]["configs"]
+    bursts = {(b["label"], b["n"]): b for b in run["bursts"]}
+    text = README.read_text()
+    section = text[text.index("## The client library"):text.index("## Test it")]
+    rows = re.findall(r"^\| (aiohttp|httpx\.AsyncClient) \| ([\d,]+) \| ([\d,]+) µs \| ([\d.]+) s \| ([\d.]+) s \|$",
+                      section, re.MULTILINE)
+    assert [client for client, *_ in rows] == ["aiohttp", "httpx.AsyncClient"]
+    for client, rps, cpu, hundred, thousand in rows:
+        config, line = ("receiver", "async") if client == "aiohttp" else ("receiver, httpx", "async httpx")
+        assert int(rps.replace(",", "")) == round(configs[config]["rps"]), client
+        assert int(cpu.replace(",", "")) == round(configs[config]["cpu_us"]), client
+        assert float(hundred) == round(bursts[(line, 100)]["makespan"], 2), client
+        assert float(thousand) == round(bursts[(f"{line} L=0", 1000)]["makespan"], 2), client
+    for reference in ("FastAPI proxy", "FastAPI + httpx proxy"):
+        assert f"{round(configs[reference]['rps']):,}" in section, reference
+    times = round(configs["receiver, httpx"]["cpu_us"] / configs["receiver"]["cpu_us"])
+    assert times == 12 and "twelve times" in section

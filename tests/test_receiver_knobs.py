@@ -90,7 +90,8 @@ def test_bad_knob_exits_with_one_line(service, variable, bad, allowed):
     assert allowed in lines[0]
 
 
-@pytest.mark.parametrize("module", ["bench.references.fastapi_proxy", "bench.references.aiohttp_proxy"])
+@pytest.mark.parametrize("module", ["bench.references.fastapi_proxy", "bench.references.fastapi_httpx_proxy",
+                                    "bench.references.aiohttp_proxy"])
 def test_reference_proxy_answers_the_seed_body(start, upstream, module):
     proxy = start(module, UPSTREAM_URL=upstream.url)
     status, body = get(f"{proxy.url}/tasks/task1")
@@ -122,6 +123,9 @@ def test_passthrough_reads_wrk_and_counts_failures():
     clean = passthrough.parse_wrk(WRK_OUTPUT.replace("  Non-2xx or 3xx responses: 7\n", "")
                                   + "  Socket errors: connect 0, read 2, write 0, timeout 1\n")
     assert clean["non_2xx"] == 0 and clean["socket_errors"] == 3
+    # a latency of a second or more is printed in seconds, with a space after it
+    slow = passthrough.parse_wrk(WRK_OUTPUT.replace("     50%   16.90ms\n", "     50%    1.03s \n"))
+    assert slow["p50_ms"] == 1030.0
 
 
 def test_passthrough_says_when_wrk_is_missing(monkeypatch):

@@ -1,14 +1,17 @@
 """python -m bench.references.aiohttp_proxy: the same proxy in aiohttp.web (not part of the lab).
 
-What aiohttp's documentation leads to: one ClientSession made in a cleanup context, the
-handler answers upstream's JSON with web.json_response, web.run_app serves it on the loop it
-picks by default (asyncio's), without an access log. No metrics, no logging.
+What aiohttp's documentation leads to: one ClientSession made in a cleanup context, web.run_app
+serving on the loop it picks by default (asyncio's), without an access log. It does the
+receiver's work and no more: the same upstream call, upstream's body read and not parsed, the
+receiver's answer (its bytes, 502 if upstream did not answer 200). No metrics, no logging.
 """
 
 import os
 
 import aiohttp
 from aiohttp import web
+
+from lab import SEED_BODY
 
 UPSTREAM_URL = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:8001").rstrip("/")
 SESSION = web.AppKey("session", aiohttp.ClientSession)
@@ -22,7 +25,10 @@ async def client_session(app: web.Application):
 
 async def task(request: web.Request) -> web.Response:
     async with request.app[SESSION].get(f"{UPSTREAM_URL}/work") as response:
-        return web.json_response(await response.json())
+        await response.read()
+        ok = response.status == 200
+    return web.Response(body=SEED_BODY if ok else b'{"error": "upstream"}', status=200 if ok else 502,
+                        content_type="application/json")
 
 
 async def healthz(request: web.Request) -> web.Response:

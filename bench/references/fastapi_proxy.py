@@ -1,9 +1,10 @@
 """python -m bench.references.fastapi_proxy: the plain FastAPI + aiohttp proxy (not part of the lab).
 
-What FastAPI's documentation leads to: one aiohttp.ClientSession opened in the lifespan, the
-handler returns upstream's JSON as a dict, uvicorn serves it with the receiver's server
-settings (uvloop, httptools, no access log, no proxy headers). No metrics, no logging; FastAPI's
-own options (its built-in telemetry check, route order) are left at their defaults.
+What FastAPI's documentation leads to: one aiohttp.ClientSession opened in the lifespan,
+uvicorn with the receiver's server settings (uvloop, httptools, no access log, no proxy
+headers). It does the receiver's work and no more: the same upstream call, upstream's body
+read and not parsed, the receiver's answer (its bytes, 502 if upstream did not answer 200).
+No metrics, no logging; FastAPI's own options are left at their defaults.
 """
 
 import os
@@ -12,6 +13,9 @@ from contextlib import asynccontextmanager
 import aiohttp
 import uvicorn
 from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from lab import SEED_BODY
 
 UPSTREAM_URL = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:8001").rstrip("/")
 
@@ -27,9 +31,12 @@ app = FastAPI(lifespan=lifespan)
 
 
 @app.get("/tasks/{name}")
-async def task(name: str, request: Request):
+async def task(name: str, request: Request) -> Response:
     async with request.app.state.session.get(f"{UPSTREAM_URL}/work") as response:
-        return await response.json()
+        await response.read()
+        ok = response.status == 200
+    return Response(SEED_BODY if ok else b'{"error": "upstream"}', status_code=200 if ok else 502,
+                    media_type="application/json")
 
 
 @app.get("/healthz")
