@@ -77,7 +77,7 @@ def fidelity(results: Results) -> Iterator[Goal]:
 
 # The async client's burst line with no connector limit (bench/__main__.py's series), by client:
 # N = 100 (c₀ is read from it) and N = 1,000, each after an unrecorded burst of its N.
-SCALE_LABELS = {"aiohttp": ("async L=0", "async L=0"), "httpx": ("async httpx L=0", "async httpx L=0")}
+SCALE_LABELS = {"aiohttp": "async L=0", "httpx": "async httpx L=0"}
 
 
 def scale_burst(results: Results, label: str = "async L=0") -> tuple[Burst, float, float, int] | None:
@@ -120,14 +120,14 @@ def overhead(results: Results, label: str = "async L=0") -> tuple[float, float] 
 
 def async_scale_with_overhead(results: Results) -> Iterator[Goal]:
     """The N = 1,000 burst predicted with c₀ as work on the loop: D + N·c₀ (lab.model.work_times), by client."""
-    for client, (small, large) in SCALE_LABELS.items():
-        yield _scale_with_overhead(results, "async" if client == "aiohttp" else f"async with {client}", small, large)
+    for client, label in SCALE_LABELS.items():
+        yield _scale_with_overhead(results, "async" if client == "aiohttp" else f"async with {client}", label)
 
 
-def _scale_with_overhead(results: Results, what: str, small: str, large: str) -> Goal:
+def _scale_with_overhead(results: Results, what: str, label: str) -> Goal:
     name = f"{what}: makespan, N = {SCALE_N:,}, predicted with c₀"
     target = f"within ±{MAKESPAN_TOLERANCE:.0%} of the model with c₀"
-    found, c0 = scale_burst(results, large), overhead(results, small)
+    found, c0 = scale_burst(results, label), overhead(results, label)
     if found is None or c0 is None:
         why = "no such burst in this run" if found is None else \
             f"c₀ not measured (the async burst of N = {OVERHEAD_N}, against a local receiver)"

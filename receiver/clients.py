@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 import anyio
@@ -82,14 +82,13 @@ class Clients:
     threadpool: anyio.CapacityLimiter  # def: anyio's default thread limiter, which FastAPI runs def endpoints in
     timeout: float
     work: Work  # RECEIVER_CPU_MS, after each upstream call
+    # The calls the modes make (receiver/modes.py): the loop-friendly one and the blocking one,
+    # by RECEIVER_ASYNC_CLIENT and RECEIVER_SYNC_CLIENT (ASYNC_CALLS, SYNC_CALLS).
+    call_async: Callable[[Clients, str], Awaitable[None]]
+    call_sync: Callable[[Clients, str], None]
     # receiver_upstream_call_duration_seconds, which each call is timed into (the app's
     # ReceiverMetrics.calls); None: RECEIVER_METRICS off, not timed.
     calls: UpstreamCalls | None = None
-    # The calls the modes make (receiver/modes.py): the loop-friendly one and the blocking one,
-    # by RECEIVER_ASYNC_CLIENT and RECEIVER_SYNC_CLIENT (ASYNC_CALLS, SYNC_CALLS).
-    call_async: Callable[[Clients, str], Awaitable[None]] = field(default=lambda clients, url: call_with_aiohttp(
-        clients, url))
-    call_sync: Callable[[Clients, str], None] = field(default=lambda clients, url: call_with_requests(clients, url))
     httpx_async: httpx.AsyncClient | None = None  # RECEIVER_ASYNC_CLIENT=httpx
     httpx_calls: Counted | None = None  # its calls in flight
     httpx_sync: httpx.Client | None = None  # RECEIVER_SYNC_CLIENT=httpx
@@ -157,9 +156,9 @@ async def open_clients(settings: Settings, calls: UpstreamCalls | None = None) -
                     timeout=seconds, headers=caller, trust_env=False, transport=WatchedTransport(httpx.Limits(
                         max_connections=None, max_keepalive_connections=settings.receiver_requests_pool))))
             await work.start()
-            yield Clients(session, http, threads, threadpool, seconds, work, calls,
-                          call_async=ASYNC_CALLS[settings.receiver_async_client],
-                          call_sync=SYNC_CALLS[settings.receiver_sync_client], httpx_async=httpx_async,
+            yield Clients(session, http, threads, threadpool, seconds, work,
+                          ASYNC_CALLS[settings.receiver_async_client], SYNC_CALLS[settings.receiver_sync_client], calls,
+                          httpx_async=httpx_async,
                           httpx_calls=Counted(limit) if httpx_async is not None else None, httpx_sync=httpx_sync)
         finally:
             threads.executor.shutdown(wait=False, cancel_futures=True)
