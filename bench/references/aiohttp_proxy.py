@@ -11,9 +11,8 @@ import os
 import aiohttp
 from aiohttp import web
 
-from lab import SEED_BODY
+from bench.references import ANSWERED, FAILED, UPSTREAM_URL
 
-UPSTREAM_URL = os.environ.get("UPSTREAM_URL", "http://127.0.0.1:8001").rstrip("/")
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 
@@ -27,7 +26,7 @@ async def task(request: web.Request) -> web.Response:
     async with request.app[SESSION].get(f"{UPSTREAM_URL}/work") as response:
         await response.read()
         ok = response.status == 200
-    return web.Response(body=SEED_BODY if ok else b'{"error": "upstream"}', status=200 if ok else 502,
+    return web.Response(body=ANSWERED if ok else FAILED, status=200 if ok else 502,
                         content_type="application/json")
 
 
