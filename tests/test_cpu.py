@@ -55,6 +55,7 @@ def computing_burst(start, upstream, mode: model.Mode, n: int, c: float,
     return float(line[1]), expected, caps, line[0]
 
 
+@pytest.mark.cores  # the model's P' = 2 needs 2 free cores: make test runs this after the others
 @pytest.mark.parametrize("mode", ["async", "threaded"])
 def test_processes_compute_side_by_side_sooner_than_the_loop_or_the_gil(start, mode: model.Mode):
     """Side by side, in one run (the machine's speed drifts): c = 50 ms, N = 10, with and without
@@ -64,6 +65,5 @@ def test_processes_compute_side_by_side_sooner_than_the_loop_or_the_gil(start, m
     pooled, pooled_model, caps, pooled_line = computing_burst(start, upstream, mode, 10, 0.05,
                                                               RECEIVER_CPU_PROCESSES="2")
     assert pooled_model < alone_model and caps.processes == 2
-    # sooner side by side; how much sooner depends on the cores being free (the model's P'),
-    # which the rest of a test run does not promise: held to the model by the c = 20 ms cases
-    assert pooled_model * (1 - 0.05) <= pooled < alone, (pooled_line, alone_line)
+    assert pooled_model * (1 - 0.05) <= pooled <= pooled_model * (1 + RELATIVE) + CONSTANT, pooled_line
+    assert pooled < alone, (pooled_line, alone_line)
