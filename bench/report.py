@@ -138,6 +138,22 @@ def _bursts_section(results: Results) -> list[str]:
     return out
 
 
+def _loop_cpu_section(results: Results) -> list[str]:
+    """Each async line's bursts of N ≥ 100 with the loop's CPU measured: what a request costs the loop, by client."""
+    rows = [[f"`{b.label}`", f"{b.n:,}", fmt.vs(fmt.seconds(b.makespan), fmt.seconds(b.model)),
+             fmt.seconds(b.loop_cpu), f"{b.loop_cpu / b.n * 1e6:,.0f} µs"]
+            for b in results.bursts
+            if b.mode == "async" and b.n is not None and b.n >= 100 and b.loop_cpu and b.makespan is not None]
+    if not rows:
+        return []
+    return ["### The event loop's CPU a request, by async client", "",
+            "The receiver's event-loop thread's CPU time over each async burst (Linux's schedstat): the "
+            "receiver's own cost a request, c₀. Lines with `httpx` use `RECEIVER_ASYNC_CLIENT=httpx`; `L=0`: "
+            "no connection limit (else L = 100, and the rest of a burst waits for a connection).", "",
+            fmt.table(["line", "N", "makespan, measured / model", "loop CPU", "a request"], rows,
+                      right=range(1, 5)), ""]
+
+
 def _rates_section(results: Results) -> list[str]:
     out = ["## Steady rate", ""]
     by_mode = results.rates_by_mode()
@@ -292,7 +308,8 @@ def markdown(results: Results, charts: Iterable[str | Path] = ()) -> str:
     lines += ["**How this was measured.** " + _machine_sentence(results.machine) + " " + _knobs_sentence(results.knobs)
               + took + " Times are in seconds unless marked; the model is `lab/model.py`, with per-request "
               "overheads left out.", ""]
-    lines += _bursts_section(results) + _chart(shown, "makespan.png", "makespan vs N, measured and model")
+    lines += (_bursts_section(results) + _loop_cpu_section(results)
+              + _chart(shown, "makespan.png", "makespan vs N, measured and model"))
     lines += (_rates_section(results) + _chart(shown, "rate.png", "achieved vs offered rate")
               + _chart(shown, "latency.png", "p50 and p99 latency vs offered rate"))
     lines += (_workers_section(results) + _work_section(results) + _passthrough_section(results, shown)

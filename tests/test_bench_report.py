@@ -298,3 +298,23 @@ def test_what_does_not_fit_is_read_as_missing():
     server = results.passthrough.configs["a"]
     assert server.rps is None and [r.rps for r in server.rounds] == [2]
     assert results.loadgen is None and dataclasses.asdict(results)["loadgen"] is None
+
+
+def test_the_loop_cpu_table_lists_each_async_burst_of_a_hundred_or_more_that_measured_it(full):
+    for b in full["bursts"]:
+        if b["mode"] == "async" and b["n"] in (100, 1000) and b["status"] == "ok":
+            b["loop_cpu"] = 0.0005 * b["n"]
+    full["bursts"].append({**burst("async httpx L=0", "async", 1000, caps={"pool_limit": 0, "threads": 40}),
+                           "loop_cpu": 3.8})
+    table = sections(markdown(typed(full)))["Bursts: makespan vs N"]
+    table = table[table.index("### The event loop's CPU a request, by async client"):]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert rows == ["| `async` | 100 | 1.30 / 1.00 | 0.0500 | 500 µs |",
+                    "| `async` | 1,000 | 13.04 / 10.00 | 0.500 | 500 µs |",
+                    "| `async L=0` | 100 | 1.30 / 1.00 | 0.0500 | 500 µs |",
+                    "| `async L=0` | 1,000 | 4.00 / 1.00 | 0.500 | 500 µs |",
+                    "| `async httpx L=0` | 1,000 | 4.00 / 1.00 | 3.80 | 3,800 µs |"], rows
+    del full["bursts"][-1]
+    for b in full["bursts"]:
+        b.pop("loop_cpu", None)
+    assert "### The event loop's CPU a request" not in markdown(typed(full))  # nothing measured, no table
