@@ -70,21 +70,30 @@ def nothing_recorded(receiver) -> dict[str, float]:
     return block_seconds(receiver)
 
 
-@pytest.mark.parametrize("mode", ["sync", "mixed"])
-def test_a_blocking_mode_names_requests_under_its_handler(start, mode):
-    receiver = burst(start, mode)
+# The culprit each blocking library names (RECEIVER_SYNC_CLIENT), and its stack's last frames.
+BLOCKING_CALLS = {
+    "requests": (REQUESTS_CALL, r"receiver\.clients:\d+ call_with_requests > requests\.sessions:\d+ Session\.get > "
+                 r".* socket:\d+ SocketIO\.readinto$"),
+    "httpx": ("receiver.clients.call_with_httpx_sync → httpx._client.Client.get",
+              r"receiver\.clients:\d+ call_with_httpx_sync > httpx\._client:\d+ Client\.get > .* httpcore\."),
+}
+
+
+@pytest.mark.parametrize("mode, client", [("sync", "requests"), ("mixed", "requests"), ("sync", "httpx")])
+def test_a_blocking_mode_names_its_sync_client_under_its_handler(start, mode, client):
+    receiver = burst(start, mode, RECEIVER_SYNC_CLIENT=client)
+    call, stack = BLOCKING_CALLS[client]
     seconds = eventually(lambda: every_block_over(receiver), 10, "the watcher's end of every block of the burst")
-    assert list(seconds) == [REQUESTS_CALL], seconds
-    # N requests calls of D each held the loop (counted from when the 50 ms probe was due)
-    assert 0.8 * N * D <= seconds[REQUESTS_CALL] <= 1.1 * N * D, seconds
+    assert list(seconds) == [call], seconds
+    # N blocking calls of D each held the loop (counted from when the 50 ms probe was due)
+    assert 0.8 * N * D <= seconds[call] <= 1.1 * N * D, seconds
     blocks = [line for line in receiver.log().splitlines() if "event loop blocked" in line]
     assert blocks, receiver.log()[-2000:]
-    # a requests call sleeps in the kernel: every block waited, none computed
+    # a blocking call sleeps in the kernel: every block waited, none computed
     assert {kind for _, kind in block_seconds_by_kind(receiver)} == {"wait"}
     for line in blocks:  # one line per block, with the stack from the handler down
-        assert f"by {REQUESTS_CALL} (wait); stack:" in line, line
-        assert re.search(rf"receiver\.modes:\d+ {mode} > receiver\.clients:\d+ call_with_requests > "
-                         r"requests\.sessions:\d+ Session\.get > .* socket:\d+ SocketIO\.readinto$", line), line
+        assert f"by {call} (wait); stack:" in line, line
+        assert re.search(rf"receiver\.modes:\d+ {mode} > {stack}", line), line
 
 
 def test_work_on_the_loop_is_named_and_counted_as_computing(start):

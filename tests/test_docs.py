@@ -189,16 +189,21 @@ def test_the_readme_client_table_states_the_committed_clients_run():
     bursts = {(b["label"], b["n"]): b for b in run["bursts"]}
     text = README.read_text()
     section = text[text.index("## The client library"):text.index("## Test it")]
-    rows = re.findall(r"^\| (aiohttp|httpx\.AsyncClient) \| ([\d,]+) \| ([\d,]+) µs \| ([\d.]+) s \| ([\d.]+) s \|$",
-                      section, re.MULTILINE)
+    rows = re.findall(r"^\| (aiohttp|httpx\.AsyncClient) \| ([\d,]+) \| ([\d,]+) µs \| ([\d.]+) s \| ([\d.]+) s "
+                      r"\| ([\d.]+) s \|$", section, re.MULTILINE)
     assert [client for client, *_ in rows] == ["aiohttp", "httpx.AsyncClient"]
-    for client, rps, cpu, hundred, thousand in rows:
+    for client, rps, cpu, hundred, waiting, thousand in rows:
         config, line = ("receiver", "async") if client == "aiohttp" else ("receiver, httpx", "async httpx")
         assert int(rps.replace(",", "")) == round(configs[config]["rps"]), client
         assert int(cpu.replace(",", "")) == round(configs[config]["cpu_us"]), client
         assert float(hundred) == round(bursts[(line, 100)]["makespan"], 2), client
+        assert (bursts[(line, 1000)]["caps"]["pool_limit"], bursts[(line, 1000)]["model"]) == (100, 10.0), client
+        assert float(waiting) == round(bursts[(line, 1000)]["makespan"], 2), client
         assert float(thousand) == round(bursts[(f"{line} L=0", 1000)]["makespan"], 2), client
     for reference in ("FastAPI proxy", "FastAPI + httpx proxy"):
         assert f"{round(configs[reference]['rps']):,}" in section, reference
     times = round(configs["receiver, httpx"]["cpu_us"] / configs["receiver"]["cpu_us"])
     assert times == 12 and "twelve times" in section
+    per_request = {line: round(bursts[(line, 1000)]["loop_cpu"] / 1000 * 1e6) for line in ("async httpx", "async")}
+    assert (f"spent {per_request['async httpx']:,} µs of CPU a request with httpx and "
+            f"{per_request['async']:,} µs with aiohttp") in " ".join(section.split()), per_request

@@ -389,10 +389,12 @@ FIRST_ROW = (
     Stat(
         "Top culprit (last minute)",
         "Per running mode, the code that held the receiver's loop longest over the last minute "
-        "(receiver/culprits.py), and for how long; \"nothing blocked\" where nothing did.",
+        "(receiver/culprits.py), and for how long; \"nothing blocked\" where nothing did. Only the "
+        "receivers running now count: not one of the same mode that stopped within the minute.",
         "s",
         (Query(f"topk by (mode) (1, sum by (mode, culprit) "
-               f"(increase(receiver_event_loop_block_seconds_total[{CULPRIT_WINDOW}])) > 0) and on (mode) {MODES_NOW} "
+               f"(increase(receiver_event_loop_block_seconds_total[{CULPRIT_WINDOW}]) and on (instance) {RUNNING}) "
+               f"> 0) and on (mode) {MODES_NOW} "
                f'or on (mode) label_replace({MODES_NOW} * 0, "culprit", "nothing blocked", "", "")',
                "{{mode}}: {{culprit}}"),),
         text_mode="name",
