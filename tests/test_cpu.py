@@ -28,8 +28,9 @@ def test_the_work_is_its_threads_cpu_time():
     pytest.param("async", 10, {}, id="async"),
     pytest.param("threaded", 10, {}, id="threaded"),
     pytest.param("def", 10, {}, id="def"),
-    pytest.param("threaded", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="threaded-P2"),
-    pytest.param("async", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="async-P2"),
+    # P processes compute side by side on P free cores (the model's P'): run alone (make test)
+    pytest.param("threaded", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="threaded-P2", marks=pytest.mark.cores),
+    pytest.param("async", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="async-P2", marks=pytest.mark.cores),
 ])
 def test_a_burst_that_computes_takes_what_the_model_says(start, mode, n, env):
     upstream = start("upstream", UPSTREAM_DELAY=str(D), LOG_LEVEL="warning")
