@@ -37,6 +37,16 @@ def block_seconds(receiver) -> dict[str, float]:
     return seconds
 
 
+def charged_to(seconds: dict[str, float], culprit: str) -> bool:
+    """The burst's blocks were culprit's: nine tenths of their seconds or more, and the most.
+
+    Each sample of a block goes to the frame the loop is in at that moment, and the loop runs a
+    little else inside a long block (its probe's own tick, which reads the pools): a loaded
+    machine may catch a sample or two there."""
+    return bool(seconds) and max(seconds, key=seconds.__getitem__) == culprit and \
+        seconds[culprit] >= 0.9 * sum(seconds.values())
+
+
 BLOCK_LINE = re.compile(r"event loop blocked ([\d.]+) s by ")
 
 
@@ -84,7 +94,7 @@ def test_a_blocking_mode_names_its_sync_client_under_its_handler(start, mode, cl
     receiver = burst(start, mode, RECEIVER_SYNC_CLIENT=client)
     call, stack = BLOCKING_CALLS[client]
     seconds = eventually(lambda: every_block_over(receiver), 10, "the watcher's end of every block of the burst")
-    assert list(seconds) == [call], seconds
+    assert charged_to(seconds, call), seconds
     # N blocking calls of D each held the loop (counted from when the 50 ms probe was due)
     assert 0.8 * N * D <= seconds[call] <= 1.1 * N * D, seconds
     blocks = [line for line in receiver.log().splitlines() if "event loop blocked" in line]
@@ -101,7 +111,7 @@ def test_work_on_the_loop_is_named_and_counted_as_computing(start):
     receiver = burst(start, "async", RECEIVER_CPU_MS="200")
     seconds = eventually(lambda: every_block_over(receiver), 10, "the watcher's end of every block of the burst")
     work = "receiver.cpu.compute"
-    assert list(seconds) == [work], seconds
+    assert charged_to(seconds, work), seconds
     by_kind = block_seconds_by_kind(receiver)
     assert by_kind[(work, "cpu")] >= 0.8 * sum(by_kind.values()), by_kind  # computing, nearly all of it
     # N·c of CPU time held the loop: as long or longer on the wall clock (a busy machine shares its cores)

@@ -80,16 +80,20 @@ def test_the_culprit_panel_names_requests_within_a_scrape_interval_of_a_sync_bur
     began = time.monotonic()
     for thread in burst:
         thread.start()
-    named, found_at = [], None
+    named: dict[str, float] = {}
+    found_at = None
     while time.monotonic() < began + n + SCRAPE_INTERVAL + 10:
-        named = [s["metric"]["culprit"] for s in instant(prometheus, query) if float(s["value"][1]) > 0]
+        named = {s["metric"]["culprit"]: float(s["value"][1]) for s in instant(prometheus, query)
+                 if float(s["value"][1]) > 0}
         if named:
             found_at = time.monotonic()
             break
         time.sleep(0.2)
     for thread in burst:
         thread.join()
-    assert named == ["receiver.clients.call_with_requests → requests.sessions.Session.get · wait"]
+    # the requests call, waiting (a loaded machine may catch a sample of the loop's own tick beside it)
+    requests_call = "receiver.clients.call_with_requests → requests.sessions.Session.get · wait"
+    assert named and max(named, key=named.__getitem__) == requests_call, named
     # The burst holds the loop n·D = 3 s; the panel names the culprit by then, give or take a scrape.
     # "Then" is when the burst was over (its last answer), not n·D after the threads were started:
     # on a loaded machine the requests take a while to reach the receiver, and the panel cannot
