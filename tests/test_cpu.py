@@ -28,10 +28,10 @@ def test_the_work_is_its_threads_cpu_time():
     pytest.param("async", 10, {}, id="async"),
     pytest.param("threaded", 10, {}, id="threaded"),
     pytest.param("def", 10, {}, id="def"),
-    # P processes compute side by side on P free cores (the model's P'): run alone (make test)
-    pytest.param("threaded", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="threaded-P2", marks=pytest.mark.cores),
-    pytest.param("async", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="async-P2", marks=pytest.mark.cores),
+    pytest.param("threaded", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="threaded-P2"),
+    pytest.param("async", 10, {"RECEIVER_CPU_PROCESSES": "2"}, id="async-P2"),
 ])
+@pytest.mark.cores  # the model gives the loop (or the GIL) a core, and P processes P cores: run alone (make test)
 def test_a_burst_that_computes_takes_what_the_model_says(start, mode, n, env):
     upstream = start("upstream", UPSTREAM_DELAY=str(D), LOG_LEVEL="warning")
     measured, expected, caps, line = computing_burst(start, upstream, mode, n, C, **env)
@@ -56,7 +56,7 @@ def computing_burst(start, upstream, mode: model.Mode, n: int, c: float,
     return float(line[1]), expected, caps, line[0]
 
 
-@pytest.mark.cores  # the model's P' = 2 needs 2 free cores: make test runs this after the others
+@pytest.mark.cores  # the model's P' = 2 needs 2 free cores: make test runs this alone
 @pytest.mark.parametrize("mode", ["async", "threaded"])
 def test_processes_compute_side_by_side_sooner_than_the_loop_or_the_gil(start, mode: model.Mode):
     """Side by side, in one run (the machine's speed drifts): c = 50 ms, N = 10, with and without
