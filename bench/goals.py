@@ -82,14 +82,12 @@ def fidelity(results: Results) -> Iterator[Goal]:
 SCALE_LABEL = "async L=0"
 
 
-def scale_burst(results: Results, label: str = SCALE_LABEL) -> tuple[Burst, float, float, int] | None:
-    """The async burst of SCALE_N with a connector limit ≥ N (0: none): (burst, makespan, D, limit), if measured.
-
-    label: its line; a saved run without labels (None) counts as the aiohttp one."""
+def scale_burst(results: Results) -> tuple[Burst, float, float, int] | None:
+    """The async burst of SCALE_N with a connector limit ≥ N (0: none) on SCALE_LABEL's line (a saved run
+    without labels: any): (burst, makespan, D, limit), if measured."""
     for b in results.bursts:
         limit = b.caps.pool_limit if b.caps else None
-        line = b.label or "async L=0"
-        if (b.mode == "async" and b.n == SCALE_N and line == label and limit is not None
+        if (b.mode == "async" and b.n == SCALE_N and (b.label or SCALE_LABEL) == SCALE_LABEL and limit is not None
                 and (limit == 0 or limit >= SCALE_N) and b.makespan is not None and b.delay is not None):
             return b, b.makespan, b.delay, limit
     return None
@@ -111,37 +109,34 @@ def async_scale(results: Results) -> Iterator[Goal]:
                makespan <= limit, detail)
 
 
-def overhead(results: Results, label: str = SCALE_LABEL) -> tuple[float, float] | None:
+def overhead(results: Results) -> tuple[float, float] | None:
     """c₀, the receiver's own CPU time a request on its loop: (c₀, its loop CPU) from the async burst of OVERHEAD_N
-    on that line, recorded after one of its own N (its connections open, as for the burst it predicts)."""
+    on SCALE_LABEL's line, recorded after one of its own N (its connections open, as for the burst it predicts)."""
     for b in results.bursts:
-        if b.mode == "async" and b.label == label and b.n == OVERHEAD_N and b.loop_cpu:
+        if b.mode == "async" and b.label == SCALE_LABEL and b.n == OVERHEAD_N and b.loop_cpu:
             return b.loop_cpu / OVERHEAD_N, b.loop_cpu
     return None
 
 
 def async_scale_with_overhead(results: Results) -> Iterator[Goal]:
     """The N = 1,000 burst predicted with c₀ as work on the loop: D + N·c₀ (lab.model.work_times)."""
-    yield _scale_with_overhead(results, "async", SCALE_LABEL)
-
-
-def _scale_with_overhead(results: Results, what: str, label: str) -> Goal:
-    name = f"{what}: makespan, N = {SCALE_N:,}, predicted with c₀"
+    name = f"async: makespan, N = {SCALE_N:,}, predicted with c₀"
     target = f"within ±{MAKESPAN_TOLERANCE:.0%} of the model with c₀"
-    found, c0 = scale_burst(results, label), overhead(results, label)
+    found, c0 = scale_burst(results), overhead(results)
     if found is None or c0 is None:
         why = "no such burst in this run" if found is None else \
             f"c₀ not measured (the async burst of N = {OVERHEAD_N}, against a local receiver)"
-        return not_measured("async scale", name, target, why)
+        yield not_measured("async scale", name, target, why)
+        return
     _, makespan, delay, limit = found
     per_request, loop_cpu = c0
     predicted = model.makespan("async", SCALE_N, delay, model.Caps(pool_limit=limit, threads=1, cpu=per_request))
     ratio = makespan / predicted
-    return Goal("async scale", name, target,
-                f"{makespan:.3f} s vs {predicted:.3f} s ({ratio:.3f}×), c₀ = {per_request * 1e6:.0f} µs", ratio,
-                within(ratio, MAKESPAN_TOLERANCE),
-                f"c₀: the receiver's event-loop thread's CPU time over a warm async burst of N = {OVERHEAD_N} "
-                f"({loop_cpu:.3f} s), per request; the model D + N·c₀")
+    yield Goal("async scale", name, target,
+               f"{makespan:.3f} s vs {predicted:.3f} s ({ratio:.3f}×), c₀ = {per_request * 1e6:.0f} µs", ratio,
+               within(ratio, MAKESPAN_TOLERANCE),
+               f"c₀: the receiver's event-loop thread's CPU time over a warm async burst of N = {OVERHEAD_N} "
+               f"({loop_cpu:.3f} s), per request; the model D + N·c₀")
 
 
 def work(results: Results) -> Iterator[Goal]:

@@ -32,7 +32,7 @@ N, D, INTERVAL = 5, 1.0, 10.0  # .env's SENDER_CONCURRENCY, UPSTREAM_DELAY, SEND
 # The culprit a blocking call names, by RECEIVER_SYNC_CLIENT: the lab's function → the library's call.
 CULPRITS = {"requests": "receiver.clients.call_with_requests → requests.sessions.Session.get",
             "httpx": "receiver.clients.call_with_httpx_sync → httpx._client.Client.get"}
-# The client label each library's calls carry, and the pool an async client's connections show as.
+# The client label each library's calls carry (receiver_upstream_call_duration_seconds).
 SYNC_LABEL, ASYNC_LABEL = {"requests": "requests", "httpx": "httpx.Client"}, \
     {"aiohttp": "aiohttp", "httpx": "httpx.AsyncClient"}
 TRUE = 0.05  # a latency read off a histogram: within 5% of the truth (lab.metrics.BUCKETS)
@@ -448,7 +448,7 @@ def read_step(lab: Lab, step: Step) -> Reading:
 
 def test_no_panel_that_must_have_data_is_empty_after_the_tour(lab):
     # the tour's picture, every step in it: every panel that has no fallback (noValue) drew data.
-    # Not committed; docs/dashboard.png is a copy of one (docs/development.md).
+    # Not committed; docs/tour.png is a copy of one (docs/development.md).
     end, out = time.time(), ROOT / "tour-dashboard.png"
     minutes = (end - BEGAN[-1]) / 60 + 0.25
     drawn = snapshot.main(["--prometheus", lab.prometheus, "--minutes", f"{minutes:.2f}", "--end", f"{end:.0f}",
