@@ -188,10 +188,7 @@ class Culprits:
 
     def _run(self, loop_thread: int) -> None:
         episode: float | None = None  # the probe's due time of the block being charged
-        charged = 0.0  # seconds of it charged so far
-        last: str | None = None  # the culprit last named in this block
-        last_kind = WAIT  # what the loop thread did when the block's culprit was last charged
-        frames: list[FrameType] = []
+        block = Block()
         cpu = cpu_clock(loop_thread)
         looked, used = time.monotonic(), cpu()  # the last look: the wall clock, the loop thread's CPU clock
         while not self._stop.wait(SAMPLE_INTERVAL):
@@ -202,19 +199,53 @@ class Culprits:
                 continue
             if episode is not None and due != episode:
                 # The loop woke the probe, which set its next due time PROBE_INTERVAL after it woke.
-                total = max(charged, due - self.probe.interval - episode)
-                if last is not None:  # the rest of the block (the loop catching up) goes to its culprit
-                    self.charge(last, total - charged, last_kind)
-                    log.warning("event loop blocked %.3f s by %s (%s); stack: %s", total, last, last_kind,
+                total = max(block.charged, due - self.probe.interval - episode)
+                main = block.main()
+                if main is not None:  # the rest of the block (the loop catching up) goes to its main culprit
+                    blamed, blamed_kind, frames = main
+                    self.charge(blamed, total - block.charged, blamed_kind)
+                    log.warning("event loop blocked %.3f s by %s (%s); stack: %s", total, blamed, blamed_kind,
                                 describe(frames, self.own, self.inside))
-                episode, charged, last = None, 0.0, None
+                episode, block = None, Block()
             overdue = now - due
             if overdue <= self.threshold:
                 continue
             sampled = stack_of(sys._current_frames().get(loop_thread))
             name = culprit(sampled, self.own, self.inside)
-            if name is None:  # between callbacks: charged, with what follows, to the block's culprit at its end
-                episode = due
+            episode = due
+            if name is None:  # between callbacks: charged, with what follows, to the block's main culprit at its end
                 continue
-            frames, last, last_kind = sampled, self.charge(name, overdue - charged, kind), kind
-            episode, charged = due, overdue
+            block.add(self.charge(name, overdue - block.charged, kind), overdue, kind, sampled)
+
+
+class Block:
+    """One block of the loop as the watcher samples it: the seconds charged to each culprit so far.
+
+    Each sample charges the time since the last one to the frame the loop is in at that moment,
+    as waiting or computing by what the loop thread's CPU clock did over that stretch. A long
+    block holds more than its cause: as a blocking call returns, the loop computes a little
+    (a response sent, the next request read), and a sample may land there. The block is the
+    culprit's that holds the most of it, of the kind that holds the most of that: its log line
+    names the two, with the stack the culprit was last sampled in, and the rest of the block
+    (the loop catching up) is charged to them.
+    """
+
+    def __init__(self) -> None:
+        self.charged = 0.0  # seconds of the block charged so far
+        self._seconds: dict[str, dict[str, float]] = {}  # culprit -> kind -> seconds of this block
+        self._frames: dict[str, list[FrameType]] = {}  # culprit -> the stack it was last sampled in
+
+    def add(self, name: str, overdue: float, kind: str, frames: list[FrameType]) -> None:
+        """A sample: the block overdue by this much so far, the seconds since the last one charged to name."""
+        kinds = self._seconds.setdefault(name, {})
+        kinds[kind] = kinds.get(kind, 0.0) + overdue - self.charged
+        self._frames[name] = frames
+        self.charged = overdue
+
+    def main(self) -> tuple[str, str, list[FrameType]] | None:
+        """The culprit that holds the most of the block, its main kind and stack; None: nobody's yet."""
+        if not self._seconds:
+            return None
+        name = max(self._seconds, key=lambda culprit: sum(self._seconds[culprit].values()))
+        kinds = self._seconds[name]
+        return name, max(kinds, key=kinds.__getitem__), self._frames[name]

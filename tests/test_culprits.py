@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from lab.metrics import LoopLag
 from receiver.cpu import compute
-from receiver.culprits import OTHER, SAMPLE_INTERVAL, Culprits, cpu_clock, culprit, is_own, kind_of, stack_of
+from receiver.culprits import OTHER, SAMPLE_INTERVAL, Block, Culprits, cpu_clock, culprit, is_own, kind_of, stack_of
 from tests.conftest import eventually, scrape
 from tools.processes import sender_once
 
@@ -99,8 +99,11 @@ def test_a_blocking_mode_names_its_sync_client_under_its_handler(start, mode, cl
     assert 0.8 * N * D <= seconds[call] <= 1.1 * N * D, seconds
     blocks = [line for line in receiver.log().splitlines() if "event loop blocked" in line]
     assert blocks, receiver.log()[-2000:]
-    # a blocking call sleeps in the kernel: every block waited, none computed
-    assert {kind for _, kind in block_seconds_by_kind(receiver)} == {"wait"}
+    # a blocking call sleeps in the kernel: the blocks waited, nearly all of them (the loop
+    # computes a little between two calls, and a busy machine may stretch that past a tenth of
+    # a 50 ms look)
+    by_kind = block_seconds_by_kind(receiver)
+    assert by_kind[(call, "wait")] >= 0.9 * sum(by_kind.values()), by_kind
     for line in blocks:  # one line per block, with the stack from the handler down
         assert f"by {call} (wait); stack:" in line, line
         assert re.search(rf"receiver\.modes:\d+ {mode} > {stack}", line), line
@@ -157,6 +160,22 @@ def test_culprits_are_bounded_the_rest_count_as_other():
     assert culprits.charge("a", 0.5, "cpu") == "a" and culprits.charge("e", 0.5, "cpu") == OTHER
     assert {(s.labels["culprit"], s.labels["kind"]): s.value for s in seconds.collect()[0].samples} == {
         ("a", "wait"): 2.0, ("a", "cpu"): 0.5, ("b", "wait"): 1.0, (OTHER, "wait"): 2.0, (OTHER, "cpu"): 0.5}
+
+
+def test_a_block_is_the_culprits_that_holds_the_most_of_it_not_the_last_ones():
+    # A blocking call holds the loop for 1.1 s; one look saw the loop compute as the first call
+    # returned and the next began, and the last sample lands while the loop sends a response.
+    # The block is the call's, waiting, and so is its log line.
+    block = Block()
+    assert block.main() is None
+    call, send = ["call frames"], ["send frames"]
+    for overdue, kind in ((0.15, "wait"), (0.6, "cpu"), (1.1, "wait")):
+        block.add(REQUESTS_CALL, overdue, kind, call)  # type: ignore[arg-type]  # frames: only passed through
+    block.add("uvicorn RequestResponseCycle.send", 1.15, "cpu", send)  # type: ignore[arg-type]
+    assert block.charged == 1.15
+    assert block.main() == (REQUESTS_CALL, "wait", call)
+    block.add("uvicorn RequestResponseCycle.send", 2.5, "cpu", send)  # type: ignore[arg-type]
+    assert block.main() == ("uvicorn RequestResponseCycle.send", "cpu", send)
 
 
 def test_a_loop_between_callbacks_blames_nobody():
