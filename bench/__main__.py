@@ -1,6 +1,7 @@
 """python -m bench [--quick] [--delay D] [--out DIR] [--receivers URL,...]: measure every mode.
 
-Sweeps the modes over burst sizes (makespan vs N, beside the model) and over offered rates
+Sweeps the modes over burst sizes (makespan vs N, beside the model; the burst of 1,000 also
+against servers that do less, its floor on this machine) and over offered rates
 (open loop, fractions of each mode's capacity, beside the model replaying the same
 schedule), then both again with c of CPU work per request (RECEIVER_CPU_MS); measures the
 receiver's pass-through cost against two plain proxies and the
@@ -27,7 +28,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bench import bursts, goals, loadgen, machine, passthrough, rates, report, work, workers
+from bench import bursts, floors, goals, loadgen, machine, passthrough, rates, report, work, workers
 from bench.charts import write_charts
 from bench.console import console_summary
 from bench.results import CapsRow, Knobs, Results, Timing
@@ -117,6 +118,12 @@ class Receivers:
         self.current = (key, receiver)
         return receiver.url
 
+    def release(self) -> None:
+        """Stop the current local receiver: the server core to something else."""
+        if self.current:
+            self.running.stop(self.current[1])
+            self.current = None
+
     def loop_cpu(self) -> float | None:
         """CPU seconds the current local receiver's event-loop thread (its main thread) has used; None: not local."""
         if not self.current:
@@ -147,7 +154,7 @@ def given(urls: str) -> dict[tuple[model.Mode, model.Caps], str]:
 def estimate(profile: Profile, plan: list, points: list, skip: list[str]) -> float:
     total = 0.0
     if "bursts" not in skip:
-        total += bursts.seconds(plan)
+        total += bursts.seconds(plan) + floors.seconds(goals.SCALE_N, profile.delay)
     if "rates" not in skip:
         total += len(points) * profile.rate_duration
     if "workers" not in skip:
@@ -228,6 +235,9 @@ def measure(skip: list[str], profile: Profile, modes: tuple[model.Mode, ...], po
         parts["bursts"] = bursts.sweep(series(profile, modes, local=not urls), profile.delay, profile.max_makespan,
                                        lambda s: receivers.url(s.mode, s.caps, s.settings), scratch, load, advance,
                                        receivers.loop_cpu)
+        if "async" in modes and upstream is not None:  # local receivers only: the floors run on the server core
+            receivers.release()
+            parts["floors"] = floors.measure(running, upstream, goals.SCALE_N, profile.delay, scratch, load, advance)
     if "rates" not in skip:
         parts["rates"] = rates.sweep(points, profile.rate_duration, ARRIVALS, SEED,
                                      lambda mode: receivers.url(mode, CAPS), scratch, load, advance)

@@ -80,6 +80,7 @@ def fidelity(results: Results) -> Iterator[Goal]:
 # judged: httpx's cost a call grows with the calls its pool holds, so no one c₀ predicts it
 # (report.py's table of the loop's CPU a request).
 SCALE_LABEL = "async L=0"
+FLOOR = "bench.references.waits"  # the server under the floor of the scale burst (bench/floors.py)
 
 
 def scale_burst(results: Results) -> tuple[Burst, float, float, int] | None:
@@ -105,6 +106,10 @@ def async_scale(results: Results) -> Iterator[Goal]:
     detail = "after one unrecorded burst that opens the receiver's connection pool" if burst.warm else ""
     if delay != GOAL_DELAY:
         detail += f"{'; ' if detail else ''}at D = {delay:g} s: ≤ {limit:g} s"
+    floor = next((f for f in results.floors if f.module == FLOOR and f.n == SCALE_N and f.makespan is not None), None)
+    if floor is not None:
+        detail += f"{'; ' if detail else ''}the floor here, the same burst against a server that only waits D: " \
+                  f"{floor.makespan:.3f} s"
     yield Goal("async scale", name, target, f"{makespan:.3f} s (model {burst.model:.3f} s)", makespan,
                makespan <= limit, detail)
 

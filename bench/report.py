@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bench import format as fmt
-from bench.goals import LOADGEN_REFERENCES, PASSTHROUGH_REFERENCES, relative
+from bench.goals import LOADGEN_REFERENCES, PASSTHROUGH_REFERENCES, relative, scale_burst
 from bench.results import Burst, Goal, Knobs, Machine, Memory, Results, Summary
 from lab.model import FORMULAS
 
@@ -294,6 +294,28 @@ def _goals_section(results: Results) -> list[str]:
     return out + (notes + [""] if notes else [])
 
 
+def _floors_section(results: Results) -> list[str]:
+    """The async-scale burst against the receiver and against the servers that do less (bench.floors)."""
+    if not results.floors:
+        return []
+    rows = []
+    if (found := scale_burst(results)) is not None:
+        burst, makespan, delay, _ = found
+        cpu = f"{fmt.seconds(burst.loop_cpu)} (its loop)" if burst.loop_cpu else fmt.DASH
+        rows.append([f"the receiver, `{burst.label or 'async'}`", fmt.seconds(makespan),
+                     fmt.seconds(makespan - delay), cpu])
+    rows += [[f.label or f.module or "?", fmt.seconds(f.makespan),
+              fmt.seconds(f.makespan - f.delay) if f.makespan is not None and f.delay is not None else fmt.DASH,
+              fmt.seconds(f.cpu)] for f in results.floors]
+    n = next((f.n for f in results.floors if f.n), None)
+    return [f"### The floor under a burst of {n:,}" if n else "### The floor under the async-scale burst", "",
+            "The same burst, after a warm one, against servers that do less than the receiver, each alone on the "
+            "server core (bench/floors.py): one that only waits D, and FastAPI or aiohttp.web making the "
+            "receiver's call with no connection limit and nothing else. What the one that only waits takes "
+            "beyond D is the sender's and the kernel's share: no receiver's c₀ goes below it.", "",
+            fmt.table(["server", "makespan", "beyond D", "server CPU"], rows, right=range(1, 4)), ""]
+
+
 def markdown(results: Results, charts: Iterable[str | Path] = ()) -> str:
     """The report as a Markdown document for GitHub.
 
@@ -308,7 +330,7 @@ def markdown(results: Results, charts: Iterable[str | Path] = ()) -> str:
     lines += ["**How this was measured.** " + _machine_sentence(results.machine) + " " + _knobs_sentence(results.knobs)
               + took + " Times are in seconds unless marked; the model is `lab/model.py`, with per-request "
               "overheads left out.", ""]
-    lines += (_bursts_section(results) + _loop_cpu_section(results)
+    lines += (_bursts_section(results) + _loop_cpu_section(results) + _floors_section(results)
               + _chart(shown, "makespan.png", "makespan vs N, measured and model"))
     lines += (_rates_section(results) + _chart(shown, "rate.png", "achieved vs offered rate")
               + _chart(shown, "latency.png", "p50 and p99 latency vs offered rate"))

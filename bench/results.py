@@ -172,6 +172,18 @@ class Work:
 
 
 @dataclass(frozen=True)
+class Floor:
+    """A burst of the async-scale N against a server that is not the receiver (bench.floors), after a warm one."""
+
+    label: str | None = None
+    module: str | None = None  # the server: python -m <module>
+    n: int | None = None
+    delay: float | None = None
+    makespan: float | None = None
+    cpu: float | None = None  # the server process's CPU seconds over the burst
+
+
+@dataclass(frozen=True)
 class Memory:
     main_mb: float | None = None
     workers_mb: list[float] = field(default_factory=list)
@@ -322,6 +334,7 @@ class Results:
     rates: list[Rate] = field(default_factory=list)
     workers: list[Workers] = field(default_factory=list)
     work: list[Work] = field(default_factory=list)
+    floors: list[Floor] = field(default_factory=list)
     passthrough: Passthrough | None = None
     loadgen: Loadgen | None = None
     seconds: float | None = None

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from bench import goals
 from bench.report import markdown, verdict
 from bench.results import Burst, Goal, Rate, Results
 from lab import model
@@ -318,3 +319,22 @@ def test_the_loop_cpu_table_lists_each_async_burst_of_a_hundred_or_more_that_mea
     for b in full["bursts"]:
         b.pop("loop_cpu", None)
     assert "### The event loop's CPU a request" not in markdown(typed(full))  # nothing measured, no table
+
+
+def test_the_floor_table_puts_the_receivers_scale_burst_beside_servers_that_do_less(full):
+    assert "### The floor under" not in markdown(typed(full))  # no floors measured, no table
+    scale = next(b for b in full["bursts"] if b["label"] == "async L=0" and b["n"] == 1000)
+    scale["loop_cpu"] = 0.5
+    full["floors"] = [{"label": "waits D, no call", "module": "bench.references.waits", "n": 1000, "delay": D,
+                       "makespan": 1.25, "cpu": 0.18},
+                      {"label": "aiohttp.web proxy, L=0", "module": "bench.references.aiohttp_proxy", "n": 1000,
+                       "delay": D, "makespan": 1.4, "cpu": None}]
+    text = markdown(typed(full))
+    table = text[text.index("### The floor under a burst of 1,000"):]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| server")]
+    assert rows[:3] == ["| the receiver, `async L=0` | 4.00 | 3.00 | 0.500 (its loop) |",
+                        "| waits D, no call | 1.25 | 0.250 | 0.180 |",
+                        "| aiohttp.web proxy, L=0 | 1.40 | 0.400 | — |"], rows
+    # the scale goal says what the floor is
+    (goal,) = [g for g in goals.check(typed(full)) if g.name == "async: makespan, N = 1,000, connector limit ≥ N"]
+    assert goal.detail.endswith("the floor here, the same burst against a server that only waits D: 1.250 s")

@@ -91,12 +91,16 @@ def test_bad_knob_exits_with_one_line(service, variable, bad, allowed):
 
 
 @pytest.mark.parametrize("module", ["bench.references.fastapi_proxy", "bench.references.fastapi_httpx_proxy",
-                                    "bench.references.aiohttp_proxy"])
-def test_reference_proxy_answers_the_seed_body(start, upstream, module):
-    proxy = start(module, UPSTREAM_URL=upstream.url)
-    status, body = get(f"{proxy.url}/tasks/task1")
+                                    "bench.references.aiohttp_proxy", "bench.references.waits"])
+def test_reference_servers_answer_the_seed_body_within_the_delay_asked(start, upstream, module):
+    # the proxies pass ?delay= on to upstream, as the receiver does; waits waits it itself
+    server = start(module, UPSTREAM_URL=upstream.url, REFERENCE_POOL_LIMIT="0")
+    began = time.monotonic()
+    status, body = get(f"{server.url}/tasks/task1?delay=0.3")
+    took = time.monotonic() - began
     assert status == 200 and json.loads(body) == json.loads(SEED_BODY)
-    assert proxy.log().strip() == ""  # no access log, no per-request lines
+    assert 0.3 <= took < 0.9, took  # upstream's own default delay is 1 s: the 0.3 was passed on
+    assert server.log().strip() == ""  # no access log, no per-request lines
 
 
 WRK_OUTPUT = """Running 5s test @ http://127.0.0.1:40000/tasks/task1

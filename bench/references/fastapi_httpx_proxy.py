@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI, Request
 
-from bench.references import UPSTREAM_URL
+from bench.references import work_url
 from bench.references.fastapi_app import proxy_app, serve
 
 
@@ -22,7 +22,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def upstream_ok(request: Request) -> bool:
-    response = await request.app.state.client.get(f"{UPSTREAM_URL}/work")
+    response = await request.app.state.client.get(work_url(request.url.query))
     return response.status_code == 200
 
 

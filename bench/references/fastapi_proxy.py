@@ -11,19 +11,19 @@ from contextlib import asynccontextmanager
 import aiohttp
 from fastapi import FastAPI, Request
 
-from bench.references import UPSTREAM_URL
+from bench.references import POOL_LIMIT, work_url
 from bench.references.fastapi_app import proxy_app, serve
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL_LIMIT)) as session:
         app.state.session = session
         yield
 
 
 async def upstream_ok(request: Request) -> bool:
-    async with request.app.state.session.get(f"{UPSTREAM_URL}/work") as response:
+    async with request.app.state.session.get(work_url(request.url.query)) as response:
         await response.read()
         return response.status == 200
 
