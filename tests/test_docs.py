@@ -207,3 +207,18 @@ def test_the_readme_client_table_states_the_committed_clients_run():
     per_request = {line: round(bursts[(line, 1000)]["loop_cpu"] / 1000 * 1e6) for line in ("async httpx", "async")}
     assert (f"spent {per_request['async httpx']:,} µs of CPU a request with httpx and "
             f"{per_request['async']:,} µs with aiohttp") in " ".join(section.split()), per_request
+
+
+def test_the_floor_table_states_the_committed_floor_run():
+    run = json.loads((DOCS / "performance/2026-12-02-floor/results.json").read_text())
+    scale = next(b for b in run["bursts"] if b["label"] == "async L=0" and b["n"] == 1000)
+    measured = {"the receiver, `async`, L = 0": (scale["makespan"], scale["delay"]),
+                **{f["label"].replace("L=0", "L = 0"): (f["makespan"], f["delay"]) for f in run["floors"]}}
+    text = (DOCS / "performance.md").read_text()
+    section = text[text.index("### The floor under a burst of 1,000"):]
+    rows = re.findall(r"^\| ([^|]+?) \| ([\d.]+) s \| ([\d.]+) s \|$", section[:section.index("\n## ")],
+                      re.MULTILINE)
+    assert [label for label, *_ in rows] == list(measured)
+    for label, makespan, beyond in rows:
+        total, delay = measured[label]
+        assert (float(makespan), float(beyond)) == (round(total, 2), round(total - delay, 3)), label
