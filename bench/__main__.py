@@ -118,6 +118,12 @@ class Receivers:
         self.current = (key, receiver)
         return receiver.url
 
+    def pid(self) -> int:
+        """The current local receiver's pid."""
+        if not self.current:
+            raise BenchError("no local receiver is running")
+        return self.current[1].process.pid
+
     def release(self) -> None:
         """Stop the current local receiver: the server core to something else."""
         if self.current:
@@ -229,7 +235,8 @@ def measure(skip: list[str], profile: Profile, modes: tuple[model.Mode, ...], po
     """Every part of the run not skipped, by its field in Results: against the given receivers, or local ones."""
     parts: dict[str, Any] = {}
     load = running.cpus["load"] if running.cpus else None
-    upstream = None if urls else running.start("upstream", "load").url
+    upstream_service = None if urls else running.start("upstream", "load")
+    upstream = None if upstream_service is None else upstream_service.url
     receivers = Receivers(running, upstream, urls)
     if "bursts" not in skip:
         parts["bursts"] = bursts.sweep(series(profile, modes, local=not urls), profile.delay, profile.max_makespan,
@@ -241,9 +248,10 @@ def measure(skip: list[str], profile: Profile, modes: tuple[model.Mode, ...], po
     if "rates" not in skip:
         parts["rates"] = rates.sweep(points, profile.rate_duration, ARRIVALS, SEED,
                                      lambda mode: receivers.url(mode, CAPS), scratch, load, advance)
-    if "work" not in skip and upstream is not None:  # local receivers only: given ones do no work
+    if "work" not in skip and upstream_service is not None:  # local receivers only: given ones do no work
         parts["work"] = work.sweep(work.cases(modes, CAPS), profile.delay, profile.rate_duration, ARRIVALS, SEED,
-                                   lambda case: receivers.url(case.mode, case.caps), scratch, load, advance)
+                                   lambda case: receivers.url(case.mode, case.caps), scratch, load, advance,
+                                   lambda: work.processes(receivers.pid(), upstream_service.process.pid))
     running.stop_all()
     if "workers" not in skip and upstream is not None:  # local receivers only: it reads their /proc
         upstream = running.start("upstream", "load").url

@@ -144,6 +144,10 @@ def async_scale_with_overhead(results: Results) -> Iterator[Goal]:
                f"({loop_cpu:.3f} s), per request; the model D + N·c₀")
 
 
+# The processes beside a work case's pool that share its cores (bench.work.PROCESSES, Work.busy)
+OTHERS = ("receiver", "upstream", "sender")
+
+
 def work(results: Results) -> Iterator[Goal]:
     """Each work case (bench.work): its burst and its capacity against the model with c; processes above 1/c."""
     c0 = overhead(results)
@@ -171,6 +175,13 @@ def work(results: Results) -> Iterator[Goal]:
             caps = model.Caps(pool_limit=limit, threads=w.threads or 40, cpu=w.cpu_ms / 1000 + c0[0])
             mu = steady.capacity(mode, delay, caps)
             how = f"; the model with c + c₀, c₀ = {c0[0] * 1e6:.0f} µs"
+        elif w.processes and w.cpu_ms and w.cores and w.busy and all(k in w.busy for k in OTHERS):
+            # The pool computes on the cores the rest leaves it: P' = min(P, cores − their busy cores)
+            others = sum(w.busy[k] for k in OTHERS)
+            left = min(w.processes, w.cores - others)
+            mu = min(mu, left / (w.cpu_ms / 1000))
+            how = (f"; P' = {left:.2f}, the cores left after " + ", ".join(f"{k} {w.busy[k]:.2f}" for k in OTHERS)
+                   + f" (the pool {w.busy.get('pool', 0):.2f})")
         ratio = rate.window_rate / mu
         yield Goal("work", name, target, f"{rate.window_rate:.3g}/s vs {mu:.3g}/s ({ratio:.3f}×)", ratio,
                    within(ratio, CAPACITY_TOLERANCE),

@@ -169,6 +169,9 @@ class Work:
     pinned: bool | None = None  # to the server core (the pooled case is not: its processes need the cores)
     burst: Burst | None = None
     rate: Rate | None = None
+    # The cores each process kept busy over the rate run's window (bench.work.PROCESSES: receiver,
+    # pool, upstream, sender), in CPU seconds a second; None: not measured
+    busy: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)

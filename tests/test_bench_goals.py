@@ -111,3 +111,19 @@ def test_work_goals_hold_bursts_and_capacities_to_the_model_with_c_and_c0():
     data["bursts"].append(warm_overhead_burst(0.5))  # c₀ = 5 ms: the loop computes c + c₀ = 25 ms a request, 40/s
     goal = check(data)["async, c = 20 ms: capacity"]
     assert goal.passed is False and "40/s" in goal.measured and "c₀ = 5000 µs" in goal.detail
+
+
+def test_a_pool_of_processes_is_held_to_the_cores_the_rest_leaves_it():
+    # P = 2 on 2 cores, while the receiver's loop and threads, upstream and the sender keep 0.4
+    # of them busy: P' = 1.6, and at c = 20 ms the model's capacity is 80/s, not P/c = 100/s
+    data = results()
+    pooled = work_case("threaded", 76.0, processes=2)
+    data["work"] = [{**pooled, "busy": {"receiver": 0.25, "pool": 1.5, "upstream": 0.05, "sender": 0.1}}]
+    goal = check(data)["threaded, c = 20 ms, P = 2: capacity"]
+    assert goal.passed is True and "76/s vs 80/s (0.950×)" in goal.measured, goal
+    assert "P' = 1.60, the cores left after receiver 0.25, upstream 0.05, sender 0.10 (the pool 1.50)" in goal.detail
+    data["work"] = [{**pooled, "busy": {"receiver": 0.25, "pool": 1.5, "upstream": 0.05, "sender": 0.1},
+                     "rate": {**pooled["rate"], "window_rate": 60.0}}]  # the pool idles on what it is left: FAIL
+    assert check(data)["threaded, c = 20 ms, P = 2: capacity"].passed is False
+    data["work"] = [pooled]  # the cores not measured: P/c, as the model says on its own
+    assert "vs 100/s" in check(data)["threaded, c = 20 ms, P = 2: capacity"].measured
