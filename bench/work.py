@@ -100,7 +100,7 @@ class Busy(threading.Thread):
         super().__init__(name="bench-busy", daemon=True)
         self.pids, self.begin, self.end = pids, begin, end
         self.busy: dict[str, float] | None = None
-        self._stop = threading.Event()
+        self._over = threading.Event()
 
     def _read(self) -> tuple[float, dict[str, dict[int, float]]]:
         seen: dict[str, dict[int, float]] = {}
@@ -113,17 +113,17 @@ class Busy(threading.Thread):
 
     def run(self) -> None:
         started = time.monotonic()
-        if self._stop.wait(self.begin):
+        if self._over.wait(self.begin):
             return
         t0, first = self._read()
-        if self._stop.wait(max(0.0, started + self.end - time.monotonic())):
+        if self._over.wait(max(0.0, started + self.end - time.monotonic())):
             return
         t1, last = self._read()
         self.busy = {name: round(sum(cpu - first.get(name, {}).get(pid, 0.0) for pid, cpu in last[name].items())
                                  / (t1 - t0), 3) for name in last}
 
     def stop(self) -> None:
-        self._stop.set()
+        self._over.set()
 
 
 SENDER_START = 0.5  # seconds, about, from starting the sender to its first scheduled send

@@ -53,6 +53,8 @@ PROCESS_TESTS = frozenset(
         # examples/asyncio_debug.py, a FastAPI app under uvicorn with asyncio's debug mode
         "tests/test_detectors.py::test_asyncio_debug_mode_names_the_request_task_not_the_blocking_line",
         "tests/test_detectors.py::test_pythonasynciodebug_alone_does_nothing_under_uvicorn_on_python_3_11",
+        # a process that computes and one that sleeps, for the benchmark's count of busy cores
+        "tests/test_bench_goals.py::test_busy_counts_the_cores_a_process_keeps_busy_over_its_window",
         # hadolint, yamllint, promtool and docker compose config run as processes
         "tests/test_static.py::test_hadolint_finds_nothing_in_the_dockerfiles",
         "tests/test_static.py::test_yamllint_finds_nothing_in_the_yaml",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from bench import goals
+from bench import goals, work
 from bench.results import Goal, Results
 
 
@@ -127,3 +130,22 @@ def test_a_pool_of_processes_is_held_to_the_cores_the_rest_leaves_it():
     assert check(data)["threaded, c = 20 ms, P = 2: capacity"].passed is False
     data["work"] = [pooled]  # the cores not measured: P/c, as the model says on its own
     assert "vs 100/s" in check(data)["threaded, c = 20 ms, P = 2: capacity"].measured
+
+
+def test_busy_counts_the_cores_a_process_keeps_busy_over_its_window():
+    # one process computes, one sleeps: over the same window, one reads a core (or the share a
+    # busy machine gives it), the other next to none
+    spin = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 4\n"
+                             "while time.monotonic() < end: pass"])
+    rest = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(4)"])
+    try:
+        busy = work.Busy(lambda: {"spin": [spin.pid], "rest": [rest.pid], "gone": [2**22 + 1]}, 1.0, 2.0)
+        busy.start()
+        busy.join(10)
+        assert busy.busy is not None and busy.busy["spin"] > 0.1 and busy.busy["rest"] < 0.05, busy.busy
+        assert busy.busy["gone"] == 0  # a process that is not there counts nothing
+    finally:
+        spin.kill()
+        rest.kill()
+        spin.wait()
+        rest.wait()
