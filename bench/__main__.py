@@ -157,10 +157,11 @@ def given(urls: str) -> dict[tuple[model.Mode, model.Caps], str]:
     return found
 
 
-def estimate(profile: Profile, plan: list, points: list, skip: list[str]) -> float:
+def estimate(profile: Profile, plan: list, points: list, skip: list[str], local: bool = True) -> float:
+    """Seconds of measuring, by the model; local: the services are local processes (no --receivers)."""
     total = 0.0
     if "bursts" not in skip:
-        total += bursts.seconds(plan) + floors.seconds(goals.SCALE_N, profile.delay)
+        total += bursts.seconds(plan) + (floors.seconds(goals.SCALE_N, profile.delay) if local else 0.0)
     if "rates" not in skip:
         total += len(points) * profile.rate_duration
     if "workers" not in skip:
@@ -215,11 +216,11 @@ def run(args: argparse.Namespace, console: Console) -> Results:
     pinning = f"server on core {cpus['server'][0]}, load generators and upstream on core {cpus['load'][0]}" if cpus \
         else "not pinned (fewer than two cores)"
     console.print(f"[bold]bench[/] profile={profile.name} D={profile.delay:g}s, {pinning}; "
-                  f"about {estimate(profile, plan, points, args.skip) / 60:.0f} min of measuring")
+                  f"about {estimate(profile, plan, points, args.skip, not urls) / 60:.0f} min of measuring")
     with tempfile.TemporaryDirectory(prefix="lab-bench-") as tmp, services(Path(tmp), cpus) as running, Progress(
         TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
     ) as progress:
-        bar = progress.add_task("starting", total=estimate(profile, plan, points, args.skip))
+        bar = progress.add_task("starting", total=estimate(profile, plan, points, args.skip, not urls))
 
         def advance(description: str, seconds: float) -> None:
             progress.update(bar, description=description, advance=seconds)
