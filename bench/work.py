@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import threading
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -78,55 +77,45 @@ def caps_of(url: str) -> model.Caps:
 PROCESSES = ("receiver", "pool", "upstream", "sender")
 
 
-def processes(receiver: int, upstream: int) -> dict[str, list[int]]:
-    """The pids of each of PROCESSES now: the sender is this process's child running `-m sender`."""
-    def runs_sender(pid: int) -> bool:
-        try:
-            return b"\0sender\0" in Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-    return {"receiver": [receiver], "pool": children(receiver), "upstream": [upstream],
-            "sender": [pid for pid in children(os.getpid()) if runs_sender(pid)]}
+class Busy:
+    """The cores each of PROCESSES kept busy over a run, as a context around it: CPU seconds a second.
 
-
-class Busy(threading.Thread):
-    """The cores each of PROCESSES kept busy between two moments of a run (its window), read from /proc.
-
-    begin, end: seconds after start(); pids(): each name's processes (they may come and go).
-    busy: name -> CPU seconds a second over the window, once the thread is done.
+    The receiver, its pool and upstream are read from /proc before and after (pids(): each
+    name's processes now; they may come and go); the sender, which has ended by then, from
+    this process's rusage of its children that ended meanwhile (only the sender does). No
+    thread: the benchmark imports Locust, whose gevent patches threading.
     """
 
-    def __init__(self, pids: Callable[[], dict[str, list[int]]], begin: float, end: float):
-        super().__init__(name="bench-busy", daemon=True)
-        self.pids, self.begin, self.end = pids, begin, end
+    def __init__(self, pids: Callable[[], dict[str, list[int]]]):
+        self.pids = pids
         self.busy: dict[str, float] | None = None
-        self._over = threading.Event()
 
-    def _read(self) -> tuple[float, dict[str, dict[int, float]]]:
+    def _read(self) -> tuple[float, float, dict[str, dict[int, float]]]:
         seen: dict[str, dict[int, float]] = {}
         for name, pids in self.pids().items():
             seen[name] = {}
             for pid in pids:
                 with contextlib.suppress(OSError, ValueError, IndexError):  # gone meanwhile
                     seen[name][pid] = cpu_seconds(pid)
-        return time.monotonic(), seen
+        ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.monotonic(), ended.ru_utime + ended.ru_stime, seen
 
-    def run(self) -> None:
-        started = time.monotonic()
-        if self._over.wait(self.begin):
-            return
-        t0, first = self._read()
-        if self._over.wait(max(0.0, started + self.end - time.monotonic())):
-            return
-        t1, last = self._read()
-        self.busy = {name: round(sum(cpu - first.get(name, {}).get(pid, 0.0) for pid, cpu in last[name].items())
-                                 / (t1 - t0), 3) for name in last}
+    def __enter__(self) -> Busy:
+        self._first = self._read()
+        return self
 
-    def stop(self) -> None:
-        self._over.set()
+    def __exit__(self, *exc: object) -> None:
+        t0, ended0, first = self._first
+        t1, ended1, last = self._read()
+        busy = {name: sum(cpu - first.get(name, {}).get(pid, 0.0) for pid, cpu in last[name].items())
+                for name in last}
+        busy["sender"] = ended1 - ended0
+        self.busy = {name: round(seconds / (t1 - t0), 3) for name, seconds in busy.items()}
 
 
-SENDER_START = 0.5  # seconds, about, from starting the sender to its first scheduled send
+def processes(receiver: int, upstream: int) -> dict[str, list[int]]:
+    """The pids of the receiver, its pool and upstream now (the sender: Busy's rusage)."""
+    return {"receiver": [receiver], "pool": children(receiver), "upstream": [upstream]}
 
 
 def sweep(plan: list[Case], delay: float, duration: float, kind: arrivals.Arrivals, seed: int,
@@ -135,8 +124,8 @@ def sweep(plan: list[Case], delay: float, duration: float, kind: arrivals.Arriva
           pids: Callable[[], dict[str, list[int]]] | None = None) -> list[Work]:
     """Every case: its burst of BURST_N, then its run at RATE_FRACTION × its capacity with work.
 
-    pids(): each of PROCESSES' pids, for the receiver receiver_for() gave last (None: not local);
-    each rate run then counts the cores they kept busy over its window (rates.window_rate's).
+    pids(): the receiver's, its pool's and upstream's pids, for the receiver receiver_for() gave
+    last (None: not local); each rate run then counts the cores they and the sender kept busy.
     """
     rows = []
     for case in plan:
@@ -150,15 +139,9 @@ def sweep(plan: list[Case], delay: float, duration: float, kind: arrivals.Arriva
         advance(f"work {case.label}: {burst.makespan:.3f} s", predicted)
         point = rates.Point(case.mode, RATE_FRACTION, capacity(case.mode, delay, caps), delay, caps)
         advance(f"work {case.label}: rate {point.offered:.3g}/s", 0)
-        busy = None if pids is None else Busy(pids, SENDER_START + duration / 3, SENDER_START + duration)
-        if busy is not None:
-            busy.start()
-        try:
+        busy = None if pids is None else Busy(pids)
+        with busy or contextlib.nullcontext():
             rate = rates.measure(url, point, duration, kind, seed, out / f"work-rate-{slug}.json", load_cpus)
-        finally:
-            if busy is not None:
-                busy.stop()
-                busy.join()
         advance(f"work {case.label}: {rate.window_rate or 0:.3g}/s", duration)
         rows.append(Work(label=case.label, mode=case.mode, cpu_ms=caps.cpu * 1000, processes=caps.processes,
                          cores=caps.cores, threads=caps.threads, pinned=case.pinned, burst=burst, rate=rate,

@@ -133,16 +133,17 @@ def test_a_pool_of_processes_is_held_to_the_cores_the_rest_leaves_it():
 
 
 def test_busy_counts_the_cores_a_process_keeps_busy_over_its_window():
-    # one process computes, one sleeps: over the same window, one reads a core (or the share a
-    # busy machine gives it), the other next to none
+    # one process computes, one sleeps, and a child of this process ends meanwhile (as the
+    # sender does): one reads a core (or the share a busy machine gives it), the other next to none
     spin = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 4\n"
                              "while time.monotonic() < end: pass"])
     rest = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(4)"])
     try:
-        busy = work.Busy(lambda: {"spin": [spin.pid], "rest": [rest.pid], "gone": [2**22 + 1]}, 1.0, 2.0)
-        busy.start()
-        busy.join(10)
+        with work.Busy(lambda: {"spin": [spin.pid], "rest": [rest.pid], "gone": [2**22 + 1]}) as busy:
+            subprocess.run([sys.executable, "-c", "import time\nend = time.monotonic() + 1\n"
+                            "while time.monotonic() < end: pass"], check=True)
         assert busy.busy is not None and busy.busy["spin"] > 0.1 and busy.busy["rest"] < 0.05, busy.busy
+        assert busy.busy["sender"] > 0.1, busy.busy  # the child that ended: its rusage
         assert busy.busy["gone"] == 0  # a process that is not there counts nothing
     finally:
         spin.kill()
