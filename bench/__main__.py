@@ -109,8 +109,7 @@ class Receivers:
                              f"threads={caps.threads}; pass one in --receivers or run without it")
         if self.current and self.current[0] == key:
             return self.current[1].url
-        if self.current:
-            self.running.stop(self.current[1])
+        self.release()
         receiver = self.running.start("receiver", None if caps.processes else "server", RECEIVER_MODE=mode,
                                       UPSTREAM_URL=self.upstream, RECEIVER_POOL_LIMIT=str(caps.pool_limit),
                                       RECEIVER_THREADS=str(caps.threads), RECEIVER_CPU_MS=f"{caps.cpu * 1000:g}",
@@ -243,9 +242,10 @@ def measure(skip: list[str], profile: Profile, modes: tuple[model.Mode, ...], po
         parts["bursts"] = bursts.sweep(series(profile, modes, local=not urls), profile.delay, profile.max_makespan,
                                        lambda s: receivers.url(s.mode, s.caps, s.settings), scratch, load, advance,
                                        receivers.loop_cpu)
-        if "async" in modes and upstream is not None:  # local receivers only: the floors run on the server core
+        if "async" in modes and upstream_service is not None:  # local only: the floors run on the server core
             receivers.release()
-            parts["floors"] = floors.measure(running, upstream, goals.SCALE_N, profile.delay, scratch, load, advance)
+            parts["floors"] = floors.measure(running, upstream_service.url, goals.SCALE_N, profile.delay, scratch,
+                                             load, advance)
     if "rates" not in skip:
         parts["rates"] = rates.sweep(points, profile.rate_duration, ARRIVALS, SEED,
                                      lambda mode: receivers.url(mode, CAPS), scratch, load, advance)
