@@ -102,10 +102,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # The node id of the test running now if it is marked neither process nor compose; else None.
 _unmarked: str | None = None
 _popen_init = subprocess.Popen.__init__
+# Processes a library starts on its own, not the test: matplotlib runs fontconfig's fc-list while
+# it builds its font cache, the first time a process draws on a machine (a fresh CI, say).
+_LIBRARY_TOOLS = frozenset({"fc-list"})
 
 
 def _guarded_popen_init(self: subprocess.Popen, args: Any, *rest: Any, **kwargs: Any) -> None:
-    if _unmarked is not None:
+    tool = args[0] if isinstance(args, (list, tuple)) and args else args
+    if _unmarked is not None and tool not in _LIBRARY_TOOLS:
         # pytest.fail raises a BaseException: the test's own `except Exception` cannot swallow it.
         pytest.fail(
             f"{_unmarked} starts a process ({args!r}) but is not marked process: list it in tests/markers.py",
