@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 from bench.results import Burst, CapsRow
 from bench.run import BenchError, sender
 from lab import model
+
+IDLE_SECONDS = 1.0  # before a warm burst: how long the loop's own ticks are read with no request
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,17 @@ def measure(receiver: str, s: Series, n: int, delay: float, predicted: float, ou
     """One burst of n against a running receiver; the row for Results.bursts.
 
     loop_cpu(): the CPU seconds the receiver's event-loop thread has used so far (None: not
-    known, a receiver that is not a local process); read before and after the burst.
+    known, a receiver that is not a local process); read before and after the burst, and for a
+    warm series also over IDLE_SECONDS before it, with no request: the loop's own cost a second.
     """
     timeout = min(300.0, predicted * 1.5 + 30)
-    before = loop_cpu()
+    idle = None
+    if s.warm and (first := loop_cpu()) is not None:  # the loop's own ticks over IDLE_SECONDS with no request
+        started = time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        last = loop_cpu()
+        idle = None if last is None else round((last - first) / (time.monotonic() - started), 6)
+    started, before = time.monotonic(), loop_cpu()
     result = sender([receiver], out, load_cpus, timeout=timeout + 60, SENDER_CONCURRENCY=str(n),
                     SENDER_DELAY=f"{delay:g}", SENDER_TIMEOUT=f"{timeout:g}")
     (target,) = result["targets"]
@@ -62,18 +72,21 @@ def measure(receiver: str, s: Series, n: int, delay: float, predicted: float, ou
     if failed:
         raise BenchError(f"{s.label} N={n}: {failed} of {n} requests failed ({sorted(set(map(str, statuses)))}); "
                          f"see the services' logs")
-    after = loop_cpu()
+    after, seconds = loop_cpu(), time.monotonic() - started
+    used = round(after - before, 6) if after is not None and before is not None else None
     return row(s, n, delay, predicted, status="ok", makespan=target["makespan"],
-               times=sorted(r["seconds"] for r in target["results"]),
-               loop_cpu=None if before is None or after is None else round(after - before, 6))
+               times=sorted(r["seconds"] for r in target["results"]), loop_cpu=used,
+               loop_seconds=None if used is None else round(seconds, 3), loop_idle=idle)
 
 
 def row(s: Series, n: int, delay: float, predicted: float, status: str, reason: str | None = None,
-        makespan: float | None = None, times: list[float] | None = None, loop_cpu: float | None = None) -> Burst:
+        makespan: float | None = None, times: list[float] | None = None, loop_cpu: float | None = None,
+        loop_seconds: float | None = None, loop_idle: float | None = None) -> Burst:
     return Burst(label=s.label, mode=s.mode, n=n, delay=delay, warm=s.warm,
                  caps=CapsRow(pool_limit=s.caps.pool_limit, threads=s.caps.threads), status=status, reason=reason,
                  makespan=makespan, model=predicted, completion_times=times,
-                 model_times=model.completion_times(s.mode, n, delay, s.caps), failed=0, loop_cpu=loop_cpu)
+                 model_times=model.completion_times(s.mode, n, delay, s.caps), failed=0, loop_cpu=loop_cpu,
+                 loop_seconds=loop_seconds, loop_idle=loop_idle)
 
 
 def sweep(series: list[Series], delay: float, max_makespan: float, receiver_for: Callable[[Series], str],

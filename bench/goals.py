@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Iterator, Mapping
 from dataclasses import is_dataclass
 
-from bench.results import Burst, Goal, Loadgen, Pair, Passthrough, Results, Server, Tool
+from bench.results import Burst, Goal, Loadgen, Pair, Passthrough, Results, Server, Tool, Work
 from lab import model
 from models import steady
 
@@ -116,10 +116,16 @@ def async_scale(results: Results) -> Iterator[Goal]:
 
 def overhead(results: Results) -> tuple[float, float] | None:
     """c₀, the receiver's own CPU time a request on its loop: (c₀, its loop CPU) from the async burst of OVERHEAD_N
-    on SCALE_LABEL's line, recorded after one of its own N (its connections open, as for the burst it predicts)."""
+    on SCALE_LABEL's line, recorded after one of its own N (its connections open, as for the burst it predicts).
+
+    The loop's own ticks, which cost the same with no request (Burst.loop_idle, read just before),
+    are taken out over the seconds the burst's loop CPU was read; a run without that reading: all of it.
+    """
     for b in results.bursts:
         if b.mode == "async" and b.label == SCALE_LABEL and b.n == OVERHEAD_N and b.loop_cpu:
-            return b.loop_cpu / OVERHEAD_N, b.loop_cpu
+            ticks = b.loop_idle * b.loop_seconds if b.loop_idle is not None and b.loop_seconds else 0.0
+            requests = max(b.loop_cpu - ticks, 0.0)
+            return requests / OVERHEAD_N, requests
     return None
 
 
@@ -141,11 +147,21 @@ def async_scale_with_overhead(results: Results) -> Iterator[Goal]:
                f"{makespan:.3f} s vs {predicted:.3f} s ({ratio:.3f}×), c₀ = {per_request * 1e6:.0f} µs", ratio,
                within(ratio, MAKESPAN_TOLERANCE),
                f"c₀: the receiver's event-loop thread's CPU time over a warm async burst of N = {OVERHEAD_N} "
-               f"({loop_cpu:.3f} s), per request; the model D + N·c₀")
+               f"({loop_cpu:.3f} s, less its own ticks with no request), per request; the model D + N·c₀")
 
 
 # The processes beside a work case's pool that share its cores (bench.work.PROCESSES, Work.busy)
 OTHERS = ("receiver", "upstream", "sender")
+THREADS = ("threaded", "def")  # the modes whose work runs in threads, under the GIL
+
+
+def gil_seconds(w: Work) -> float | None:
+    """A threads case without processes: the receiver's CPU seconds a request over its rate run (its work c
+    and what the requests call and the loop add, all under the GIL); None: not measured."""
+    rate = w.rate
+    if w.processes or not w.busy or "receiver" not in w.busy or not w.busy_seconds or not rate or not rate.ok:
+        return None
+    return w.busy["receiver"] * w.busy_seconds / rate.ok
 
 
 def work(results: Results) -> Iterator[Goal]:
@@ -169,7 +185,16 @@ def work(results: Results) -> Iterator[Goal]:
         mu, how = rate.capacity, ""
         delay = burst.delay if burst and burst.delay else results.knobs.delay
         mode = next((m for m in model.MODES if m == w.mode), None)
-        if c0 is not None and not w.processes and w.cpu_ms and mode and delay:
+        gil = gil_seconds(w)
+        if gil is not None and mode in THREADS and w.cpu_ms and delay:
+            # Everything the receiver runs in Python holds the GIL: the work, the requests call's own
+            # parsing, the loop's part; the threads share it (models/steady.py: shared_gil()).
+            threads = w.threads or 40  # T, and K for def: both 40 in the sweep
+            caps = model.Caps(pool_limit=100, threads=threads, tokens=threads, cpu=gil)
+            mu = steady.capacity(mode, delay, caps)
+            how = (f"; the model with the GIL shared, c + c_T = {gil * 1000:.1f} ms a request: the receiver's CPU "
+                   f"over the run, a request (c_T = {gil * 1000 - w.cpu_ms:.1f} ms its own)")
+        elif c0 is not None and not w.processes and w.cpu_ms and mode and delay:
             # c₀ computes where the work does, on the loop or under the GIL: the model takes c + c₀
             limit = burst.caps.pool_limit if burst and burst.caps and burst.caps.pool_limit is not None else 100
             caps = model.Caps(pool_limit=limit, threads=w.threads or 40, cpu=w.cpu_ms / 1000 + c0[0])

@@ -97,6 +97,10 @@ class Burst:
     model_times: list[float] | None = None
     failed: int | None = None
     loop_cpu: float | None = None  # CPU seconds of the receiver's event-loop thread over the burst (local receivers)
+    loop_seconds: float | None = None  # the seconds loop_cpu was read over: the sender's whole run
+    # A warm burst's loop CPU seconds a second while no request came, read just before it: the
+    # loop's own ticks (the culprit sampler, the pools' probes), which cost whether requests come or not
+    loop_idle: float | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,7 @@ class Work:
     # The cores each process kept busy over the rate run's window (bench.work.PROCESSES: receiver,
     # pool, upstream, sender), in CPU seconds a second; None: not measured
     busy: dict[str, float] | None = None
+    busy_seconds: float | None = None  # the seconds `busy` was read over: the run, its drain included
 
 
 @dataclass(frozen=True)

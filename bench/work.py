@@ -89,6 +89,7 @@ class Busy:
     def __init__(self, pids: Callable[[], dict[str, list[int]]]):
         self.pids = pids
         self.busy: dict[str, float] | None = None
+        self.seconds: float | None = None  # how long the run was, from the first reading to the last
 
     def _read(self) -> tuple[float, float, dict[str, dict[int, float]]]:
         seen: dict[str, dict[int, float]] = {}
@@ -110,6 +111,7 @@ class Busy:
         busy = {name: sum(cpu - first.get(name, {}).get(pid, 0.0) for pid, cpu in last[name].items())
                 for name in last}
         busy["sender"] = ended1 - ended0
+        self.seconds = round(t1 - t0, 3)
         self.busy = {name: round(seconds / (t1 - t0), 3) for name, seconds in busy.items()}
 
 
@@ -145,5 +147,6 @@ def sweep(plan: list[Case], delay: float, duration: float, kind: arrivals.Arriva
         advance(f"work {case.label}: {rate.window_rate or 0:.3g}/s", duration)
         rows.append(Work(label=case.label, mode=case.mode, cpu_ms=caps.cpu * 1000, processes=caps.processes,
                          cores=caps.cores, threads=caps.threads, pinned=case.pinned, burst=burst, rate=rate,
-                         busy=busy.busy if busy is not None else None))
+                         busy=busy.busy if busy is not None else None,
+                         busy_seconds=busy.seconds if busy is not None else None))
     return rows

@@ -110,18 +110,45 @@ def with_work(mode: Mode, delay: float, caps: Caps) -> float:
       sync      1/(D + c)          the loop: the call, then the work
       async     min(L/D, 1/c)      the calls overlap, the work queues on the loop
       mixed     L/((L+1)·D + L·c)  its guaranteed pattern (above), the loop also computing; 1/(D+c) if L = 0
-      threaded  min(T/(D + c), 1/c) each thread holds its request through call and work
-      def       min(K/(D + c), 1/c)
+      threaded  shared_gil(T, D, c) each thread holds its request through its call and its
+                                   share of the GIL: below T/(D + c) and below 1/c
+      def       shared_gil(K, D, c)
     With P processes, P' = min(P, cores) of them compute at once: the work caps at P'/c,
     and the loop holds only the calls (sync 1/D, mixed as without work) while a thread
     still waits for its request's work (T/(D + c)).
     """
     c, limit = caps.cpu, caps.pool_limit
+    if mode in ("threaded", "def") and not caps.processes:
+        return shared_gil(caps.threads if mode == "threaded" else caps.tokens, delay, c)
     on_loop = 0.0 if caps.processes else c  # the work's time on the loop, beside its calls
     held = {"sync": _per(1, delay + on_loop), "async": _per(limit, delay),
             "mixed": _per(limit, (limit + 1) * delay + limit * on_loop) if limit > 0 else _per(1, delay + on_loop),
             "threaded": _per(caps.threads, delay + c), "def": _per(caps.tokens, delay + c)}[mode]
     return min(held, caps.computing / c)
+
+
+def shared_gil(threads: int, delay: float, cpu: float) -> float:
+    """Answers per second of T busy threads that each wait D (the call), then compute c under one GIL.
+
+    CPython hands the GIL from a computing thread to a waiting one every switch interval
+    (sys.getswitchinterval(), 5 ms), so threads that compute at once share it in turns:
+    a processor-sharing server. A thread holds its request through its call and its share
+    of the GIL, and the more threads compute, the longer each one's c takes. With every
+    thread busy (a backlog), that is a closed network of T jobs going round a delay D and a
+    processor-sharing server of c, and mean value analysis gives its throughput exactly
+    (the network has product form whatever the distributions of D and c):
+        R(n) = c·(1 + Q(n−1)),  X(n) = n/(D + R(n)),  Q(n) = X(n)·R(n),  n = 1..T;  μ = X(T)
+    Below both T/(D + c), the threads' cap if the work never waited, and 1/c, the GIL's; close
+    to the smaller far from the knee T·c = D + c, and most below both at it.
+    """
+    if threads < 1 or cpu <= 0 or delay < 0:
+        raise ValueError(f"shared_gil needs T ≥ 1, c > 0 and D ≥ 0, got T={threads}, c={cpu}, D={delay}")
+    queue, rate = 0.0, 0.0
+    for n in range(1, threads + 1):
+        residence = cpu * (1 + queue)
+        rate = n / (delay + residence)
+        queue = rate * residence
+    return rate
 
 
 def base_latency(mode: Mode, delay: float) -> float:

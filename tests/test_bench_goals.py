@@ -9,6 +9,7 @@ import pytest
 
 from bench import goals, work
 from bench.results import Goal, Results
+from models import steady
 
 
 def results(makespan_ratio: float = 1.02, sender_rounds: tuple[float, ...] = (16000, 15000, 17000)) -> dict:
@@ -150,3 +151,32 @@ def test_busy_counts_the_cores_a_process_keeps_busy_over_its_window():
         rest.kill()
         spin.wait()
         rest.wait()
+
+
+def test_threads_with_work_are_held_to_the_shared_gil_with_the_receivers_measured_cpu():
+    # threaded at c = 20 ms: the receiver kept 0.75 of a core busy over 30 s and answered 1,000, so
+    # 22.5 ms of GIL a request (2.5 ms of its own); 40 threads sharing it: 36.6/s, not 1/c nor T/(D + c)
+    data = results()
+    threaded = work_case("threaded", 34.0)
+    threaded["rate"]["ok"] = 1000
+    data["work"] = [{**threaded, "busy": {"receiver": 0.75, "pool": 0.0, "upstream": 0.02, "sender": 0.03},
+                     "busy_seconds": 30.0}]
+    goal = check(data)["threaded, c = 20 ms: capacity"]
+    mu = steady.shared_gil(40, 1.0, 0.0225)
+    assert 36 < mu < 37 and f"34/s vs {mu:.3g}/s" in goal.measured and goal.passed is True, goal
+    assert "c + c_T = 22.5 ms a request" in goal.detail and "c_T = 2.5 ms its own" in goal.detail, goal
+    data["work"][0]["rate"] = {**threaded["rate"], "window_rate": 32.0}  # 0.874×
+    assert check(data)["threaded, c = 20 ms: capacity"].passed is False
+    del data["work"][0]["busy_seconds"]  # not measured: the model with c alone (and c₀ where measured)
+    assert "c_T" not in check(data)["threaded, c = 20 ms: capacity"].detail
+
+
+def test_c0_leaves_out_the_loops_own_ticks_read_with_no_request():
+    # the burst of 100: 0.09 s of loop CPU over 1.5 s, while the idle loop costs 0.02 s a second:
+    # 0.03 s were its ticks, so c₀ = 0.06 s / 100 = 600 µs; N = 1,000 → D + 1,000·c₀ = 1.6 s
+    data = results()
+    data["bursts"].append({**warm_overhead_burst(0.09), "loop_seconds": 1.5, "loop_idle": 0.02})
+    next(b for b in data["bursts"] if b["n"] == 1000)["makespan"] = 1.55
+    goal = check(data)["async: makespan, N = 1,000, predicted with c₀"]
+    assert "c₀ = 600 µs" in goal.measured and "vs 1.600 s" in goal.measured and goal.passed is True, goal
+    assert "less its own ticks" in goal.detail

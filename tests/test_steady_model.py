@@ -307,7 +307,7 @@ def test_the_simulation_replays_a_measured_mixed_run(name):
 
 @pytest.mark.parametrize("mode, plain, pooled", [
     ("sync", 1 / 1.02, 1.0), ("async", 50.0, 100.0), ("mixed", 100 / (101 + 2), 100 / 101),
-    ("threaded", 40 / 1.02, 40 / 1.02), ("def", 40 / 1.02, 40 / 1.02)])
+    ("threaded", steady.shared_gil(40, 1.0, 0.02), 40 / 1.02), ("def", steady.shared_gil(40, 1.0, 0.02), 40 / 1.02)])
 def test_work_caps_every_mode_at_what_computes_it(mode, plain, pooled):
     # c = 20 ms: one loop (or the GIL) computes 50 requests a second; 2 processes on 2 cores, 100
     caps = model.Caps(pool_limit=100, threads=40, cpu=0.02)
@@ -316,6 +316,37 @@ def test_work_caps_every_mode_at_what_computes_it(mode, plain, pooled):
     assert steady.capacity(mode, 0.0, caps) == pytest.approx(50.0)  # no wait: the work alone
     # threads overlap waiting, not computing: T = 1000 threads are still capped at 1/c
     assert steady.capacity("threaded", 1.0, dataclasses.replace(caps, threads=1000)) == pytest.approx(50.0)
+
+
+def brute_force_closed_network(threads: int, delay: float, cpu: float) -> float:
+    """T threads going round a wait D and a processor-sharing GIL of c, by the exact Markov chain of
+    the number computing (D and c exponential: the network's throughput is the same for any)."""
+    # balance: p(k) ∝ T!/(T-k)! · (c/D)^k, throughput = (1 - p(0)) / c
+    weights = [1.0]
+    for k in range(1, threads + 1):
+        weights.append(weights[-1] * (threads - k + 1) * cpu / delay)
+    return (1 - weights[0] / math.fsum(weights)) / cpu
+
+
+@pytest.mark.parametrize("threads, delay, cpu", [(1, 1.0, 0.02), (5, 0.25, 0.05), (40, 1.0, 0.02),
+                                                 (40, 0.25, 0.0055), (40, 1.0, 0.0225), (200, 1.0, 0.005)])
+def test_threads_share_the_gil_as_a_closed_network_says(threads, delay, cpu):
+    # The mean value analysis is exact for the closed network: the same as its Markov chain
+    mu = steady.shared_gil(threads, delay, cpu)
+    assert mu == pytest.approx(brute_force_closed_network(threads, delay, cpu), rel=1e-9)
+    assert mu <= min(threads / (delay + cpu), 1 / cpu) * (1 + 1e-12)  # not above the threads' cap nor the GIL's
+
+
+def test_the_shared_gil_costs_most_at_the_knee_and_nothing_far_from_it():
+    # T = 40, D = 1 s: the knee is c = D/(T - 1) ≈ 25.6 ms, where T/(D + c) = 1/c
+    loss = {ms: steady.shared_gil(40, 1.0, ms / 1000) / min(40 / (1 + ms / 1000), 1000 / ms)
+            for ms in (1, 20, 25.6, 40, 100)}
+    assert loss[1] > 0.999 and loss[100] > 0.999  # the threads' cap, then the GIL's
+    assert loss[25.6] < 0.9 < loss[20] < 0.97 and loss[25.6] < loss[40] < 0.999
+    assert steady.shared_gil(40, 0.0, 0.02) == pytest.approx(50.0)  # nothing to wait for: the GIL never idles
+    assert steady.shared_gil(1, 1.0, 0.02) == pytest.approx(1 / 1.02)  # one thread: its call, then its work
+    with pytest.raises(ValueError, match="T ≥ 1, c > 0"):
+        steady.shared_gil(0, 1.0, 0.02)
 
 
 @pytest.mark.parametrize("mode", model.MODES)
