@@ -169,8 +169,8 @@ def test_the_model_page_shows_every_modes_makespan_with_work():
 
 
 def test_experiment_seven_states_the_committed_work_run():
-    # every number of its table is the committed run's (docs/performance/2026-12-02-work/results.json)
-    run = json.loads((DOCS / "performance/2026-12-02-work/results.json").read_text())
+    # every number of its table is the committed run's (docs/performance/2026-12-06-work/results.json)
+    run = json.loads((DOCS / "performance/2026-12-06-work/results.json").read_text())
     judged = {g.name: g for g in goals.check(Results.from_json(run))}
     cases = {w["label"]: w for w in run["work"] if w["cpu_ms"] == 20}
     text = (DOCS / "experiments.md").read_text()
@@ -227,3 +227,26 @@ def test_the_floor_table_states_the_committed_floor_run():
     for label, makespan, beyond in rows:
         total, delay = measured[label]
         assert (float(makespan), float(beyond)) == (round(total, 2), round(total - delay, 3)), label
+
+
+def test_the_performance_page_states_the_committed_work_runs_goals():
+    run = Results.from_json(json.loads((DOCS / "performance/2026-12-06-work/results.json").read_text()))
+    judged = goals.check(run)
+    by_name = {g.name: g for g in judged}
+    passed, failed, _ = goals.verdict(judged)
+    text = (DOCS / "performance.md").read_text()
+    paragraph = " ".join(text[text.index("The work goals (c of CPU a"):text.index("[Experiment 7]")].split())
+    assert f"{passed} of {passed + failed} measured goals PASS" in paragraph
+    bursts = [g.value for g in judged if g.group == "work" and "makespan" in g.name and g.value]
+    assert f"Every burst with work is within {max(abs(v - 1) for v in bursts) * 100:.0f}%" in paragraph
+    c0 = by_name["async: makespan, N = 1,000, predicted with c₀"]
+    assert re.search(r"c₀ = (\d+) µs", c0.measured)[1] + " µs" in paragraph
+    assert re.search(r"^([\d.]+ s) vs ([\d.]+ s)", c0.measured).expand(r"(\1 against \2)") in paragraph
+    pooled = by_name["threaded, c = 20 ms, P = 2, T = 200: capacity"]
+    assert f"reads {pooled.value:.3f}× of P'/c" in paragraph
+    threads = [by_name[f"{mode}, c = 20 ms: capacity"] for mode in ("threaded", "def")]
+    shared = f"{threads[0].value:.3f}× and {threads[1].value:.3f}× of the model in which threads share the GIL"
+    assert shared in paragraph
+    assert not any(g.passed for g in threads) and failed == 3
+    floor = next(f for f in run.floors if f.module == goals.FLOOR)
+    assert f"takes in the same run, {floor.makespan:.3f} s" in paragraph
