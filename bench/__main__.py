@@ -133,7 +133,7 @@ class Receivers:
         """CPU seconds the current local receiver's event-loop thread (its main thread) has used; None: not local."""
         if not self.current:
             return None
-        pid = self.current[1].process.pid
+        pid = self.pid()
         try:  # the first field is the thread's time on a CPU, in nanoseconds
             return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
         except (OSError, ValueError, IndexError):
@@ -160,7 +160,7 @@ def estimate(profile: Profile, plan: list, points: list, skip: list[str], local:
     """Seconds of measuring, by the model; local: the services are local processes (no --receivers)."""
     total = 0.0
     if "bursts" not in skip:
-        total += bursts.seconds(plan) + (floors.seconds(goals.SCALE_N, profile.delay) if local else 0.0)
+        total += bursts.seconds(plan) + (floors.seconds(profile.delay) if local else 0.0)
     if "rates" not in skip:
         total += len(points) * profile.rate_duration
     if "workers" not in skip:

@@ -30,9 +30,9 @@ SERVERS = {  # label -> (module, its env beyond UPSTREAM_URL)
 BURSTS = 2  # a warm one (connections to upstream opened), then the one recorded
 
 
-def seconds(n: int, delay: float) -> float:
+def seconds(delay: float) -> float:
     """How long the floors take, about: each server's bursts, each D and the sender's share of a second."""
-    return len(SERVERS) * BURSTS * (delay + 0.5) if n else 0.0
+    return len(SERVERS) * BURSTS * (delay + 0.5)
 
 
 def measure(running: Services, upstream: str, n: int, delay: float, out: Path, load_cpus: list[int] | None,
@@ -55,5 +55,5 @@ def measure(running: Services, upstream: str, n: int, delay: float, out: Path, l
             raise BenchError(f"floor {label} N={n}: {failed} of {n} requests failed; see the services' logs")
         rows.append(Floor(label=label, module=module, n=n, delay=delay, makespan=target["makespan"],
                           cpu=round(used, 3)))
-        advance(f"floor {label}: {target['makespan']:.3f} s", seconds(n, delay) / len(SERVERS))
+        advance(f"floor {label}: {target['makespan']:.3f} s", seconds(delay) / len(SERVERS))
     return rows
