@@ -15,7 +15,7 @@ TOKENS ?= 40
 
 REQUIREMENTS := requirements-dev.txt constraints.txt upstream/requirements.txt receiver/requirements.txt sender/requirements.txt
 
-.PHONY: help venv bench-venv check test tour bench bench-quick soak demo upstream receiver sender constraints clean snapshot
+.PHONY: help venv bench-venv check test tour bench bench-quick soak gil demo upstream receiver sender constraints clean snapshot
 
 help:
 	@echo "make check                 the fast lane (<1 min): ruff, mypy, lint-imports, the tests that start no process"
@@ -26,6 +26,8 @@ help:
 	@echo "make bench                 measure every mode against the model, write tables, charts, goals (~30 min)"
 	@echo "                           DELAY=1 (DELAY=10: the seed's), OUT=bench-results/full"
 	@echo "make bench-quick           the same in about 5 minutes (a smoke run: goals reported, not enforced)"
+	@echo "make gil                   threads beside the GIL: the shared-GIL model against real threads (~2 min)"
+	@echo "                           GIL_ARGS=\"--threads 40 --delay 1 --cpu-ms 20 --seconds 20 --out DIR\""
 	@echo "make soak                  30 minutes at half capacity: memory, errors and series checked (SOAK_ARGS=--minutes 5)"
 	@echo "make upstream|receiver|sender   run one service in the foreground (configure by environment)"
 	@echo "make snapshot              draw the Grafana dashboard into dashboard.png from its own queries (no Grafana)"
@@ -76,6 +78,9 @@ bench-quick: $(VENV)/.bench-installed
 
 soak: $(VENV)/.bench-installed
 	$(PY) -m bench.soak $(SOAK_ARGS)
+
+gil: $(VENV)/.installed
+	$(PY) -m bench.gil $(GIL_ARGS)
 
 demo: $(VENV)/.installed
 	$(PY) -m tools.demo --mode $(MODE) --delay $(DELAY) -n $(N) --threads $(THREADS) --pool-limit $(POOL_LIMIT) --tokens $(TOKENS)
