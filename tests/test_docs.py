@@ -250,3 +250,15 @@ def test_the_performance_page_states_the_committed_work_runs_goals():
     assert not any(g.passed for g in threads) and failed == 3
     floor = next(f for f in run.floors if f.module == goals.FLOOR)
     assert f"takes in the same run, {floor.makespan:.3f} s" in paragraph
+
+
+def test_the_model_page_states_the_committed_gil_run():
+    run = json.loads((DOCS / "performance/2026-12-06-gil/gil.json").read_text())
+    assert (run["knobs"]["threads"], run["knobs"]["delay"], run["knobs"]["cpu_ms"]) == (40, 1.0, 20.0)
+    text = (DOCS / "model.md").read_text()
+    assert "40 threads that each wait 1 s, then compute 20 ms" in " ".join(text.split())
+    rows = re.findall(r"^\| ([a-z0-9., _]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", text, re.MULTILINE)
+    assert [way for way, *_ in rows] == [r["way"] for r in run["ways"]]
+    for (way, rate, modelled, ratio), measured in zip(rows, run["ways"]):
+        assert (rate, modelled, ratio) == (f"{measured['window_rate']:.1f}", f"{measured['model']:.1f}",
+                                           f"{measured['ratio']:.3f}"), way
