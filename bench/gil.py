@@ -34,6 +34,7 @@ import requests.adapters
 import urllib3
 
 from bench import machine
+from bench.rates import window_rate
 from bench.run import services
 from models.steady import shared_gil
 from receiver.cpu import compute
@@ -68,7 +69,8 @@ def call(way: str, url: str, delay: float) -> tuple[Callable[[], object], Callab
     if way == "urllib3":
         pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=1000, timeout=TIMEOUT)
         return lambda: pool.request("GET", path).data, pool.close
-    session = requests.Session()  # as the receiver's: one for the process, a connection a thread kept
+    # one session for the process, as the receiver's; unlike its default pool of 10, every thread keeps its connection
+    session = requests.Session()
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=1000))
     return lambda: session.get(f"{url}{path}", timeout=TIMEOUT).content, session.close
 
@@ -98,9 +100,9 @@ def child(way: str, threads: int, delay: float, cpu_ms: float, seconds: float, u
             t.join()
     elapsed, used = time.monotonic() - started, time.process_time() - cpu
     close()
-    window = [t - started for t in done if seconds / 3 <= t - started <= seconds]
-    return {"answers": len(done), "window_rate": len(window) / (seconds * 2 / 3), "cpu_seconds": used,
-            "elapsed": elapsed}
+    answered = [t - started for t in done]  # the answers' times; the rate runs' window over them
+    return {"answers": len(done), "window_rate": window_rate(answered, [0.0] * len(answered), seconds),
+            "cpu_seconds": used, "elapsed": elapsed}
 
 
 async def _from_a_loop(way: str, request: Callable[[], None], threads: int, stop: float, done: list[float]) -> None:
@@ -121,7 +123,8 @@ async def _from_a_loop(way: str, request: Callable[[], None], threads: int, stop
     executor.shutdown(wait=True)
 
 
-def measure(threads: int, delay: float, cpu_ms: float, seconds: float, out: Path) -> list[dict[str, Any]]:
+def measure(threads: int, delay: float, cpu_ms: float, seconds: float, out: Path) -> None:
+    """Every way in a process of its own, beside the model; gil.json and gil.md written to out."""
     cpus = machine.cores()
     rows = []
     with tempfile.TemporaryDirectory(prefix="lab-gil-") as tmp, services(Path(tmp), cpus) as running:
@@ -145,7 +148,6 @@ def measure(threads: int, delay: float, cpu_ms: float, seconds: float, out: Path
              "pinning": cpus, "git": machine.git_commit(), "python": sys.version.split()[0]}
     (out / "gil.json").write_text(json.dumps({"knobs": knobs, "ways": rows}, indent=1) + "\n")
     (out / "gil.md").write_text(table(knobs, rows))
-    return rows
 
 
 def table(knobs: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -173,9 +175,8 @@ def main() -> int:
     if args.child:
         print(json.dumps(child(args.child, args.threads, args.delay, args.cpu_ms, args.seconds, args.url)))
         return 0
-    rows = measure(args.threads, args.delay, args.cpu_ms, args.seconds, args.out)
-    sys.stdout.write(table({"threads": args.threads, "delay": args.delay, "cpu_ms": args.cpu_ms,
-                            "seconds": args.seconds}, rows))
+    measure(args.threads, args.delay, args.cpu_ms, args.seconds, args.out)
+    sys.stdout.write((args.out / "gil.md").read_text())
     return 0
 
 

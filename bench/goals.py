@@ -152,8 +152,6 @@ def async_scale_with_overhead(results: Results) -> Iterator[Goal]:
 
 # The processes beside a work case's pool that share its cores (bench.work.PROCESSES, Work.busy)
 OTHERS = ("receiver", "upstream", "sender")
-THREADS = ("threaded", "def")  # the modes whose work runs in threads, under the GIL
-
 
 def gil_seconds(w: Work) -> float | None:
     """A threads case without processes: the receiver's CPU seconds a request over its rate run (its work c
@@ -186,7 +184,7 @@ def work(results: Results) -> Iterator[Goal]:
         delay = burst.delay if burst and burst.delay else results.knobs.delay
         mode = next((m for m in model.MODES if m == w.mode), None)
         gil = gil_seconds(w)
-        if gil is not None and mode in THREADS and w.cpu_ms and delay:
+        if gil is not None and mode and model.MODES_[mode].shape == "thread" and w.cpu_ms and delay:
             # Everything the receiver runs in Python holds the GIL: the work, the requests call's own
             # parsing, the loop's part; the threads share it (models/steady.py: shared_gil()).
             threads = w.threads or 40  # T, and K for def: both 40 in the sweep

@@ -118,8 +118,9 @@ def with_work(mode: Mode, delay: float, caps: Caps) -> float:
     still waits for its request's work (T/(D + c)).
     """
     c, limit = caps.cpu, caps.pool_limit
-    if mode in ("threaded", "def") and not caps.processes:
-        return shared_gil(caps.threads if mode == "threaded" else caps.tokens, delay, c)
+    spec = MODES_[mode]
+    if spec.shape == "thread" and not caps.processes:
+        return shared_gil(spec.pool(caps), delay, c)
     on_loop = 0.0 if caps.processes else c  # the work's time on the loop, beside its calls
     held = {"sync": _per(1, delay + on_loop), "async": _per(limit, delay),
             "mixed": _per(limit, (limit + 1) * delay + limit * on_loop) if limit > 0 else _per(1, delay + on_loop),
