@@ -54,8 +54,10 @@ class RateTarget(Target):
         self.in_time = 0  # answers that came within the run's duration (the achieved rate)
         self.deadline = math.inf  # monotonic time the run's duration ends
         self.window = histogram()  # latency of answers in the current window (µs)
-        # Per scheduled request, in schedule order: [offset, latency, status] if sent (latency and
-        # status None until answered), the bare offset if dropped (nothing to allocate).
+        # Per scheduled request, in schedule order: [offset, latency, status, lag] if sent (latency
+        # and status None until answered; lag: seconds it started after its intended time, so a
+        # reader can tell the sender's lateness from the receiver's time), the bare offset if
+        # dropped (nothing to allocate).
         self.records: list[list[Any] | float] | None = None
         self._counted = (0, 0)  # sent, dropped: already added to the metrics
         self.refreshing: asyncio.Task | None = None
@@ -71,9 +73,9 @@ class RateTarget(Target):
         self._counted = (self.sent, self.dropped)
 
     def records_out(self) -> list[list[Any]]:
-        """The records as [offset, latency or None, status or None or "dropped"]."""
+        """The records as [offset, latency or None, status or None or "dropped", lag or None]."""
         return [
-            [r, None, "dropped"] if isinstance(r, float) else r
+            [r, None, "dropped", None] if isinstance(r, float) else r
             for r in (self.records or [])
         ]
 
@@ -104,9 +106,12 @@ def seconds_at(hdr: Any, percentile: float) -> str:
 async def request(t: RateTarget, intended: float, record: list[Any] | None, pending: set[asyncio.Task]) -> None:
     """One open-loop request, timed from its intended send time. `pending` holds its task
     (the run waits for, or cancels, what is in it); the request takes itself out when done."""
-    if monotonic() - intended > LATE_AFTER:
+    lag = monotonic() - intended
+    if lag > LATE_AFTER:
         t.late += 1
         t.m.late.inc()
+    if record is not None:
+        record[3] = lag
     status = None
     try:
         async with t.session.get(t.url) as response:
@@ -244,7 +249,7 @@ class OpenLoop:
                     t.sent += 1
                     record = None
                     if keep:
-                        record = [offset, None, None]
+                        record = [offset, None, None, None]
                         t.records.append(record)  # type: ignore[union-attr]
                     add(create_task(request(t, intended, record, pending)))
                 offset = next(it, None)

@@ -98,6 +98,10 @@ def table(targets: list[RateTarget], plan: Plan) -> str:
     return "\n".join(lines)
 
 
+def rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 6)
+
+
 def rate_json(targets: list[RateTarget], plan: Plan, started_at: float) -> dict[str, Any]:
     """The run's document; started_at: the schedule's start (Unix time), whence the records' offsets count."""
     def target(t: RateTarget) -> dict[str, Any]:
@@ -114,8 +118,8 @@ def rate_json(targets: list[RateTarget], plan: Plan, started_at: float) -> dict[
             "achieved_rate": achieved(t, plan.duration),
             "latency": latency(t),
             "records": [
-                [offset, None if seconds is None else round(seconds, 6), status]
-                for offset, seconds, status in t.records_out()
+                [offset, rounded(seconds), status, rounded(lag)]
+                for offset, seconds, status, lag in t.records_out()
             ],
         }
 

@@ -64,20 +64,20 @@ def test_upstream_down_for_10_s_under_a_fixed_rate(start, tmp_path):
         back.stop()
     run = done["run"]
     target = json.loads(out.read_text())["targets"][0]
-    records = target["records"]  # [offset from start, latency or None, status]
+    records = target["records"]  # [offset from start, latency or None, status, lag]
 
     # The sender kept going: every scheduled request sent and accounted for, by outcome.
     assert target["dropped"] == 0 and target["sent"] == len(records), run.stdout[-2000:]
-    outcomes = Counter(str(status) for _, _, status in records)
+    outcomes = Counter(str(status) for _, _, status, _ in records)
     assert set(outcomes) <= {"200", "502"}, outcomes  # refused upstream: 502, never a hang or a crash
     assert sum(outcomes.values()) == target["sent"] == sum(target["answered"].values())
     # While upstream was down: 502s, fast (a refused connection costs nothing to wait for).
     # Offsets count from the sender's own start, a moment before `started` (its first answer): margins of 2 s.
-    down = [(latency, status) for offset, latency, status in records if down_from + 0.5 < offset < back_at - 2.0]
+    down = [(latency, status) for offset, latency, status, _ in records if down_from + 0.5 < offset < back_at - 2.0]
     assert len(down) >= RATE * (DOWN_FOR - 3) and all(status == 502 for _, status in down), Counter(s for _, s in down)
     assert model.quantile(sorted(latency for latency, _ in down), 0.99) <= 0.1
     # Back: within RECOVERY seconds nearly everything succeeds again.
-    after = [status for offset, _, status in records if offset > back_at + RECOVERY]
+    after = [status for offset, _, status, _ in records if offset > back_at + RECOVERY]
     assert after and after.count(200) / len(after) >= 0.99, Counter(after)
     # Nothing left behind: the receiver holds no more descriptors (sockets) than before, within a second.
     eventually(lambda: open_fds(receiver.process.pid) <= fds_before + 2, 1,

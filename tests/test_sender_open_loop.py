@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from lab.arrivals import schedule
+from lab.model import quantile
 from sender.run import run
 from sender.settings import Settings
 from tests.conftest import scrape, value
@@ -98,7 +99,7 @@ def test_constant_rate_keeps_the_schedule(lab, tmp_path):
     assert all(r[2] == 200 and r[1] >= delay for r in target["records"])
     assert delay <= target["latency"]["p50"] and close(target["latency"]["p50"], delay)
     # Answers within the run's 2 s, per second: the last ones may come after it.
-    within = sum(1 for sent, latency, _ in target["records"] if sent + latency <= 2)
+    within = sum(1 for sent, latency, *_ in target["records"] if sent + latency <= 2)
     assert abs(target["achieved_rate"] * 2 - within) <= 1 and target["achieved_rate"] <= 20
     # The sender's counters, under the receiver's mode, and the receiver's own count agree.
     assert counts.added("sender_requests_sent_total", "async") == 40
@@ -148,8 +149,13 @@ def test_one_schedule_to_two_receivers_and_latency_from_the_intended_time(lab, t
         assert counts.added("sender_requests_sent_total", mode) == len(expected)
         assert counts.added_200(mode) == len(expected)
 
-    assert close(fast["latency"]["p99"], delay)
-    answers = sorted(sent + latency for sent, latency, _ in slow["records"])
+    # The async receiver keeps up: each answer within the model's time of the request's actual
+    # start. (The sender shares this process and its cores with the other tests' workers: its
+    # own lateness, which the latency from the intended time includes, is in each record's lag.)
+    from_start = sorted(latency - lag for _, latency, _, lag in fast["records"])
+    assert all(lag >= 0 for *_, lag in fast["records"])
+    assert close(quantile(from_start, 0.99), delay)
+    answers = sorted(sent + latency for sent, latency, *_ in slow["records"])
     model = sync_answers(expected, delay)
     assert all(close(m, p) for m, p in zip(answers, model)), list(zip(answers, model))
     assert slow["latency"]["p99"] > 5 * delay  # queueing: far above the delay itself
@@ -179,7 +185,7 @@ def test_requests_over_the_in_flight_cap_are_dropped_not_delayed(lab, tmp_path):
             mode = target["mode"]
             dropped = [r for r in target["records"] if r[2] == "dropped"]
             assert target["dropped"] > 0 and target["sent"] + target["dropped"] == scheduled == len(target["records"])
-            assert len(dropped) == target["dropped"] and all(r[1] is None for r in dropped)
+            assert len(dropped) == target["dropped"] and all(r[1] is None is r[3] for r in dropped)
             assert target["peak_in_flight"] == 2
             assert counts.added("sender_requests_dropped_total", mode) == target["dropped"]
             # Dropped means never sent: the receiver answered exactly the ones sent.
@@ -243,7 +249,9 @@ def test_once_writes_json_for_both_kinds(lab, tmp_path):
     assert set(target) == {"url", "mode", "info", "scheduled", "sent", "answered", "dropped", "late",
                            "peak_in_flight", "achieved_rate", "latency", "records"}
     assert set(target["latency"]) == {"p50", "p90", "p99", "p999", "max", "mean"}
-    assert target["records"] == [[r[0], r[1], 200] for r in target["records"]] and len(target["records"]) == 5
+    records = target["records"]
+    assert records == [[r[0], r[1], 200, r[3]] for r in records] and len(records) == 5
+    assert all(0 <= lag < latency for _, latency, _, lag in records)
 
 
 def test_once_open_loop_fails_only_when_nothing_answers(tmp_path):
