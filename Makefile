@@ -26,7 +26,7 @@ help:
 	@echo "make bench                 measure every mode against the model, write tables, charts, goals (~30 min)"
 	@echo "                           DELAY=1 (DELAY=10: the seed's), OUT=bench-results/full"
 	@echo "make bench-quick           the same in about 5 minutes (a smoke run: goals reported, not enforced)"
-	@echo "make gil                   threads beside the GIL: the shared-GIL model against real threads (~2 min)"
+	@echo "make gil                   threads beside the GIL: the shared-GIL model against real threads (~3 min)"
 	@echo "                           GIL_ARGS=\"--threads 40 --delay 1 --cpu-ms 20 --seconds 20 --out DIR\""
 	@echo "make soak                  30 minutes at half capacity: memory, errors and series checked (SOAK_ARGS=--minutes 5)"
 	@echo "make upstream|receiver|sender   run one service in the foreground (configure by environment)"

@@ -10,6 +10,7 @@ import pytest
 
 from lab import model
 from receiver.cpu import compute
+from tests.conftest import scrape, value
 from tests.test_modes import CONSTANT, RELATIVE, caps_of
 from tools.processes import sender_once
 
@@ -40,6 +41,26 @@ def test_a_burst_that_computes_takes_what_the_model_says(start, mode, n, env):
     if mode in ("threaded", "def") and not env:
         # threads overlap the waiting, not the computing: no sooner than the loop doing it all
         assert measured >= model.makespan("async", n, D, caps) * (1 - 0.05), line[0]
+
+
+def test_threads_that_compute_make_upstream_look_slower_to_the_receiver(start):
+    """The receiver times a call until its thread runs again, and a thread back from its call
+    waits for the GIL while other threads compute: the receiver's own histogram reads upstream
+    slower than upstream's says it answered. At 60 requests/s, above the GIL's 1/c = 50/s."""
+    upstream = start("upstream", UPSTREAM_DELAY=str(D), LOG_LEVEL="warning")
+    receiver = start("receiver", RECEIVER_MODE="threaded", UPSTREAM_URL=upstream.url,
+                     RECEIVER_CPU_MS=f"{C * 1000:g}", LOG_LEVEL="warning")
+    done = sender_once(receiver.url, timeout=60, SENDER_RATE="60", SENDER_DURATION="4")
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls, served = scrape(receiver.metrics_url), scrape(upstream.metrics_url)
+    ok = {"client": "requests", "outcome": "ok"}
+    called = value(calls, "receiver_upstream_call_duration_seconds_count", **ok)
+    answered = value(served, "upstream_http_request_duration_seconds_count", route="/work", caller="threaded")
+    assert called == answered == 240, (called, answered)
+    took = value(served, "upstream_http_request_duration_seconds_sum", route="/work", caller="threaded") / answered
+    timed = value(calls, "receiver_upstream_call_duration_seconds_sum", **ok) / called
+    assert took == pytest.approx(D, abs=0.02)
+    assert timed > took + 2 * C, (timed, took)  # more than two requests' work: each waited for the GIL
 
 
 def computing_burst(start, upstream, mode: model.Mode, n: int, c: float,

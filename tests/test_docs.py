@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import goals
+from bench import gil, goals
 from bench.results import Results
 from lab import model
 from receiver.modes import HANDLERS
@@ -258,7 +258,18 @@ def test_the_model_page_states_the_committed_gil_run():
     text = (DOCS / "model.md").read_text()
     assert "40 threads that each wait 1 s, then compute 20 ms" in " ".join(text.split())
     rows = re.findall(r"^\| ([a-z0-9., _]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$", text, re.MULTILINE)
-    assert [way for way, *_ in rows] == [r["way"] for r in run["ways"]]
-    for (way, rate, modelled, ratio), measured in zip(rows, run["ways"]):
+    at_default = [r for r in run["ways"] if r["interval"] == 0.005]
+    assert [way for way, *_ in rows] == [r["way"] for r in at_default]
+    for (way, rate, modelled, ratio), measured in zip(rows, at_default):
         assert (rate, modelled, ratio) == (f"{measured['window_rate']:.1f}", f"{measured['model']:.1f}",
                                            f"{measured['ratio']:.3f}"), way
+    # Where the time goes: each row the page shows is the run's, in milliseconds.
+    parts = re.findall(r"^\| ([a-z_, ]+) \| (\d+) ms" + r" \| (\d+)" * 5 + r" \|$", text, re.MULTILINE)
+    assert [(way, interval) for way, interval, *_ in parts] == [
+        ("sleep", "5"), ("requests", "1"), ("requests", "5"), ("requests", "20"),
+        ("requests, run_in_executor", "5"), ("requests, anyio to_thread", "5")]
+    for way, interval, *shown in parts:
+        (measured,) = [r for r in run["ways"] if r["way"] == way and round(r["interval"] * 1000) == int(interval)]
+        assert shown == [gil.ms(measured["handed_over"]), gil.ms(measured["call_beyond_delay"]),
+                         gil.ms(measured["work"]), gil.ms(gil.beyond_delay(measured)),
+                         gil.ms(measured["model_beyond_delay"])], (way, interval)
