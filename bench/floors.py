@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import goals
 from bench.passthrough import cpu_seconds
 from bench.results import Floor
 from bench.run import BenchError, Services, sender
 
 SERVERS = {  # label -> (module, its env beyond UPSTREAM_URL)
-    "waits D, no call": ("bench.references.waits", {}),
+    "waits D, no call": (goals.FLOOR, {}),
     "FastAPI proxy, L=0": ("bench.references.fastapi_proxy", {"REFERENCE_POOL_LIMIT": "0"}),
     "aiohttp.web proxy, L=0": ("bench.references.aiohttp_proxy", {"REFERENCE_POOL_LIMIT": "0"}),
 }

@@ -80,7 +80,7 @@ def fidelity(results: Results) -> Iterator[Goal]:
 # judged: httpx's cost a call grows with the calls its pool holds, so no one c₀ predicts it
 # (report.py's table of the loop's CPU a request).
 SCALE_LABEL = "async L=0"
-FLOOR = "bench.references.waits"  # the server under the floor of the scale burst (bench/floors.py)
+FLOOR = "bench.references.waits"  # the server under the floor of the scale burst (bench/floors.py's first)
 
 
 def scale_burst(results: Results) -> tuple[Burst, float, float, int] | None:

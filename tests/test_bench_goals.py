@@ -180,3 +180,24 @@ def test_c0_leaves_out_the_loops_own_ticks_read_with_no_request():
     goal = check(data)["async: makespan, N = 1,000, predicted with c₀"]
     assert "c₀ = 600 µs" in goal.measured and "vs 1.600 s" in goal.measured and goal.passed is True, goal
     assert "less its own ticks" in goal.detail
+
+
+def test_the_idle_loop_is_read_only_before_the_burst_c0_comes_from(monkeypatch, tmp_path):
+    """IDLE_SECONDS with no request before the warm async burst of OVERHEAD_N (goals.overhead's), not before others."""
+    from bench import bursts
+    from lab import model
+
+    def sent(receivers, out, load_cpus, timeout, SENDER_CONCURRENCY, **env):
+        n = int(SENDER_CONCURRENCY)
+        return {"targets": [{"mode": "async", "makespan": 1.0, "results": [{"status": 200, "seconds": 1.0}] * n}]}
+
+    slept: list[float] = []
+    monkeypatch.setattr(bursts, "sender", sent)
+    monkeypatch.setattr(bursts.time, "sleep", slept.append)
+    series = bursts.Series("async L=0", "async", model.Caps(pool_limit=0, threads=40),
+                           (goals.OVERHEAD_N, goals.SCALE_N), warm=True, idle_before=(goals.OVERHEAD_N,))
+    cpu = iter(range(100))
+    rows = bursts.sweep([series], 1.0, 60.0, lambda s: "http://receiver", tmp_path, None, lambda *_: None,
+                        loop_cpu=lambda: float(next(cpu)))
+    assert [(r.n, r.loop_idle is not None) for r in rows] == [(goals.OVERHEAD_N, True), (goals.SCALE_N, False)]
+    assert slept == [bursts.IDLE_SECONDS] and all(r.loop_cpu == 1.0 for r in rows)
