@@ -242,7 +242,7 @@ def test_upstream_killed_under_a_steady_rate_turns_into_502s_and_back(lab):
     target = document["targets"][0]
     assert target["scheduled"] == target["sent"] > rate * (back - killing) and target["dropped"] == 0, target
     assert set(target["answered"]) == {"200", "502"}, target["answered"]  # every request answered, none cut
-    sent = [(document["started_at"] + offset, seconds, status) for offset, seconds, status in target["records"]]
+    sent = [(document["started_at"] + offset, seconds, status) for offset, seconds, status, _ in target["records"]]
     # Before the kill (and its calls' D), 200s; while upstream is down, 502s in milliseconds (half
     # within 50 ms, each in well under the D a call would take); from one healthcheck interval
     # after compose has it healthy again, 200s.

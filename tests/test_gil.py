@@ -24,14 +24,15 @@ def near_the_model(measured: dict) -> float:
 
 
 def where_the_time_goes(way: str, measured: dict) -> None:
-    """A request's parts, little contended: handed over at once unless from a loop, the call
-    about D, the work about c; the answer back on the loop only from one."""
+    """A request's parts, little contended (the bounds leave room for a loaded machine): handed
+    over at once unless from a loop, the call about D, the work about c; the answer back on the
+    loop only from one."""
     from_a_loop = way.startswith("requests, ")
-    assert 0 <= measured["handed_over"] < (0.1 if from_a_loop else 0.002), measured
-    assert 0 <= measured["call_beyond_delay"] < 0.05, measured
-    assert CPU_MS / 1000 <= measured["work"] < 0.05, measured
+    assert 0 <= measured["handed_over"] < (0.1 if from_a_loop else 0.01), measured
+    assert 0 <= measured["call_beyond_delay"] < 0.1, measured
+    assert CPU_MS / 1000 <= measured["work"] < 0.1, measured
     assert (measured["back_on_loop"] is not None) == from_a_loop, measured
-    assert not from_a_loop or 0 <= measured["back_on_loop"] < 0.05, measured
+    assert not from_a_loop or 0 <= measured["back_on_loop"] < 0.1, measured
 
 
 def test_threads_that_sleep_then_compute_answer_as_the_shared_gil_says():
