@@ -268,6 +268,25 @@ def test_the_model_page_states_the_committed_gil_run():
     assert [(way, interval) for way, interval, *_ in parts] == [
         ("sleep", "5"), ("requests", "1"), ("requests", "5"), ("requests", "20"),
         ("requests, run_in_executor", "5"), ("requests, anyio to_thread", "5")]
+    def at(way: str, interval: int) -> dict:
+        (measured,) = [r for r in run["ways"] if r["way"] == way and round(r["interval"] * 1000) == interval]
+        return measured
+
+    said = " ".join(text.split())  # the bullets below the table quote it
+    fast, default, slow = at("requests", 1), at("requests", 5), at("requests", 20)
+    for phrase in (f"yet it takes {gil.ms(default['call_beyond_delay'])} ms beyond D",
+                   f"runs whole ({gil.ms(slow['work'])} ms) and the call waits behind it "
+                   f"({gil.ms(slow['call_beyond_delay'])} ms)",
+                   f"at 1 ms the call waits {gil.ms(fast['call_beyond_delay'])} ms",
+                   f"takes {gil.ms(fast['work'])} ms", f"in this run, {gil.ms(gil.beyond_delay(slow))} ms against "
+                   f"{gil.ms(gil.beyond_delay(default))} ms at CPython's 5 ms",
+                   f"takes its next request from it ({gil.ms(at('requests, run_in_executor', 5)['handed_over'])} ms)",
+                   f"wait for the GIL too ({gil.ms(at('requests, anyio to_thread', 5)['handed_over'])} ms)"):
+        assert phrase in said, phrase
+    # "a requests call is about a millisecond of Python": its CPU a request beyond a sleeping thread's
+    assert 0.0005 < default["cpu_per_request"] - at("sleep", 5)["cpu_per_request"] < 0.002
+    assert gil.beyond_delay(slow) < gil.beyond_delay(default)  # "the longer turn gave the shortest sum"
+    assert gil.beyond_delay(slow) < gil.beyond_delay(fast)
     for way, interval, *shown in parts:
         (measured,) = [r for r in run["ways"] if r["way"] == way and round(r["interval"] * 1000) == int(interval)]
         assert shown == [gil.ms(measured["handed_over"]), gil.ms(measured["call_beyond_delay"]),
