@@ -14,12 +14,13 @@ measured in this run" instead of failing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bench import format as fmt
-from bench.goals import LOADGEN_REFERENCES, PASSTHROUGH_REFERENCES, relative, scale_burst
+from bench.goals import LOADGEN_REFERENCES, PASSTHROUGH_REFERENCES, check, relative, scale_burst
 from bench.results import Burst, Goal, Knobs, Machine, Memory, Results, Summary
 from lab.model import FORMULAS
 
@@ -348,8 +349,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("results", type=Path, help="the results JSON that python -m bench wrote")
     parser.add_argument("--out", type=Path, help="where to write report.md and the PNGs (default: beside the JSON)")
     parser.add_argument("--no-charts", action="store_true", help="the Markdown only (no matplotlib needed)")
+    parser.add_argument("--recheck", action="store_true",
+                        help="judge the run by this tree's goals and model, not the goals it saved when it ran")
     args = parser.parse_args(argv)
     results = Results.from_json(json.loads(args.results.read_text()))
+    if args.recheck:
+        results = dataclasses.replace(results, goals=check(results))
     out = args.out or args.results.parent
     out.mkdir(parents=True, exist_ok=True)
     charts: list[Path] = []

@@ -338,3 +338,21 @@ def test_the_floor_table_puts_the_receivers_scale_burst_beside_servers_that_do_l
     # the scale goal says what the floor is
     (goal,) = [g for g in goals.check(typed(full)) if g.name == "async: makespan, N = 1,000, connector limit ≥ N"]
     assert goal.detail.endswith("the floor here, the same burst against a server that only waits D: 1.250 s")
+
+
+def test_a_saved_run_is_reported_with_its_own_goals_or_rechecked_by_this_trees(tmp_path, capsys):
+    from bench import report
+
+    saved = json.loads((ROOT / "docs/performance/2026-12-06-work/results.json").read_text())
+    stale = {"group": "work", "name": "a goal this tree no longer has", "target": "≥ 1×", "measured": "0.5×",
+             "value": 0.5, "passed": False, "detail": ""}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({**saved, "goals": [stale]}))
+    report.main([str(path), "--no-charts"])
+    assert "a goal this tree no longer has" in (tmp_path / "report.md").read_text()
+    report.main([str(path), "--no-charts", "--recheck", "--out", str(tmp_path / "rechecked")])
+    rechecked = (tmp_path / "rechecked" / "report.md").read_text()
+    assert "a goal this tree no longer has" not in rechecked
+    expected = goals.check(Results.from_json(saved))
+    assert len(expected) > 40 and all(g.name in rechecked for g in expected if g.name)
+    assert str(tmp_path / "rechecked" / "report.md") in capsys.readouterr().out
