@@ -241,7 +241,9 @@ LATENCY = (
         "p50 of each call to upstream as the receiver's client library timed it, beside upstream's own "
         "time for the same calls. They agree, except in mixed: an aiohttp answer that arrives while "
         "requests blocks the loop is read only when the loop runs again, so aiohttp's clock counts the "
-        "wait behind the blocking calls (about (N+1)/2·D for a burst of N) while upstream answered in D.",
+        "wait behind the blocking calls (about (N+1)/2·D for a burst of N) while upstream answered in D. "
+        "And in threaded and def with RECEIVER_CPU_MS under load: a thread back from its call waits for "
+        "the GIL behind the threads that compute, and requests' clock counts that wait too.",
         "s",
         quantiles("receiver_upstream_call_duration_seconds", "mode, client", (0.5,),
                   "{{mode}} {{client}}: receiver's clock", join=True)
