@@ -12,10 +12,10 @@ Upstream runs on the other core.
 
 Where a thread's time goes, a request, over the same window: from its last request's end
 until it has the next (a thread of its own asks again at once; one from a loop is handed it);
-its call beyond D; its work. With every thread busy they add up to T/μ − D, all of which the model puts in the
-GIL's share. Then requests, the threads' way, once more at a switch interval of 1 ms and of
-20 ms (CPython's default is 5 ms): whether a shorter or longer turn changes where a thread
-waits, or how long. It writes gil.json and gil.md to --out.
+its call beyond D; its work. With every thread busy they add up to T/μ − D, all of which the
+model puts in the GIL's share. Then requests, the threads' way, once more at a switch
+interval of 1 ms and of 20 ms (CPython's default is 5 ms): whether a shorter or longer turn
+changes where a thread waits, or how long. It writes gil.json and gil.md to --out.
 """
 
 from __future__ import annotations
@@ -135,8 +135,7 @@ def _run(way: str, threads: int, delay: float, cpu_ms: float, seconds: float, ur
     loop = way.startswith("requests, ")
     return {"answers": len(done), "window_rate": window_rate(answered, [0.0] * len(answered), seconds),
             "cpu_seconds": used, "elapsed": elapsed, "interval": sys.getswitchinterval(),
-            # Where a thread's time goes, a request: with every thread busy, T/μ = D + these three
-            # (Little's law; the window's count of answers is coarser, by up to T answers).
+            # Where a thread's time goes, a request: with every thread busy, T/μ = D + these three (Little's law).
             "handed_over": mean(lambda times: times[0]),
             "call_beyond_delay": mean(lambda times: times[2] - times[1] - delay),
             "work": mean(lambda times: times[3] - times[2]),
