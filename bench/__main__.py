@@ -80,7 +80,7 @@ def series(profile: Profile, modes: tuple[model.Mode, ...], local: bool = True) 
     if "async" in modes:  # the async-scale goal: N = 1,000 with no connector limit; and both again with httpx
         # and N = 100 before it, as warm, for c₀: the receiver's own cost a request with its connections open
         found.append(bursts.Series("async L=0", "async", replace(CAPS, pool_limit=0), (goals.OVERHEAD_N, goals.SCALE_N),
-                                   warm=True, idle_before=(goals.OVERHEAD_N,)))
+                                   warm=True))
     if "async" in modes and local:
         httpx = (("RECEIVER_ASYNC_CLIENT", "httpx"),)
         found.append(bursts.Series("async httpx", "async", CAPS, profile.sizes, settings=httpx))

@@ -11,7 +11,10 @@ from bench.results import Burst, CapsRow
 from bench.run import BenchError, sender
 from lab import model
 
-IDLE_SECONDS = 1.0  # before a burst in Series.idle_before: how long the loop's own ticks are read with no request
+# Before a warm series' recorded burst: how long the loop's own ticks are read with no request. Only
+# c₀'s burst (goals.overhead) uses the reading, but every recorded burst of a warm series waits for it:
+# the committed runs were measured so, and the burst of 1,000 is not to start sooner after its warm one.
+IDLE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,6 @@ class Series:
     caps: model.Caps
     sizes: tuple[int, ...]
     warm: bool = False  # one unrecorded burst of the same N first: the receiver's pool opened, as in a running lab
-    idle_before: tuple[int, ...] = ()  # the sizes whose burst first reads the loop's own ticks (c₀'s: goals.overhead)
     settings: tuple[tuple[str, str], ...] = ()  # more of the receiver's settings (its clients, say), as env pairs
 
     def env(self) -> dict[str, str]:
@@ -52,12 +54,12 @@ def measure(receiver: str, s: Series, n: int, delay: float, predicted: float, ou
     """One burst of n against a running receiver; the row for Results.bursts.
 
     loop_cpu(): the CPU seconds the receiver's event-loop thread has used so far (None: not
-    known, a receiver that is not a local process); read before and after the burst, and for the
-    sizes in s.idle_before also over IDLE_SECONDS before it, with no request: the loop's own cost a second.
+    known, a receiver that is not a local process); read before and after the burst, and for a
+    warm series also over IDLE_SECONDS before it, with no request: the loop's own cost a second.
     """
     timeout = min(300.0, predicted * 1.5 + 30)
     idle = None
-    if n in s.idle_before and (first := loop_cpu()) is not None:  # the loop's own ticks with no request
+    if s.warm and (first := loop_cpu()) is not None:  # the loop's own ticks over IDLE_SECONDS with no request
         started = time.monotonic()
         time.sleep(IDLE_SECONDS)
         last = loop_cpu()

@@ -182,8 +182,8 @@ def test_c0_leaves_out_the_loops_own_ticks_read_with_no_request():
     assert "less its own ticks" in goal.detail
 
 
-def test_the_idle_loop_is_read_only_before_the_burst_c0_comes_from(monkeypatch, tmp_path):
-    """IDLE_SECONDS with no request before the warm async burst of OVERHEAD_N (goals.overhead's), not before others."""
+def test_every_recorded_burst_of_a_warm_series_first_reads_the_idle_loop(monkeypatch, tmp_path):
+    """IDLE_SECONDS with no request before each recorded burst of a warm series, none before its warm one."""
     from bench import bursts
     from lab import model
 
@@ -195,9 +195,10 @@ def test_the_idle_loop_is_read_only_before_the_burst_c0_comes_from(monkeypatch, 
     monkeypatch.setattr(bursts, "sender", sent)
     monkeypatch.setattr(bursts.time, "sleep", slept.append)
     series = bursts.Series("async L=0", "async", model.Caps(pool_limit=0, threads=40),
-                           (goals.OVERHEAD_N, goals.SCALE_N), warm=True, idle_before=(goals.OVERHEAD_N,))
+                           (goals.OVERHEAD_N, goals.SCALE_N), warm=True)
     cpu = iter(range(100))
     rows = bursts.sweep([series], 1.0, 60.0, lambda s: "http://receiver", tmp_path, None, lambda *_: None,
                         loop_cpu=lambda: float(next(cpu)))
-    assert [(r.n, r.loop_idle is not None) for r in rows] == [(goals.OVERHEAD_N, True), (goals.SCALE_N, False)]
-    assert slept == [bursts.IDLE_SECONDS] and all(r.loop_cpu == 1.0 for r in rows)
+    assert [(r.n, r.loop_idle is not None, r.loop_cpu) for r in rows] == [(goals.OVERHEAD_N, True, 1.0),
+                                                                           (goals.SCALE_N, True, 1.0)]
+    assert slept == [bursts.IDLE_SECONDS] * 2
