@@ -113,7 +113,8 @@ def _run(way: str, threads: int, delay: float, cpu_ms: float, seconds: float, ur
     done: list[list[float]] = []  # a request's: time handed over, call begun, call done, work done (back on the loop)
     started, cpu = time.monotonic(), time.process_time()
     stop = started + seconds
-    if way.startswith("requests, "):
+    from_a_loop = way.startswith("requests, ")
+    if from_a_loop:
         asyncio.run(_from_a_loop(way, request, threads, stop, done))
     else:
         def thread() -> None:
@@ -132,14 +133,13 @@ def _run(way: str, threads: int, delay: float, cpu_ms: float, seconds: float, ur
     def mean(span: Callable[[list[float]], float]) -> float | None:
         return sum(map(span, steady)) / len(steady) if steady else None
 
-    loop = way.startswith("requests, ")
     return {"answers": len(done), "window_rate": window_rate(answered, [0.0] * len(answered), seconds),
             "cpu_seconds": used, "elapsed": elapsed, "interval": sys.getswitchinterval(),
             # Where a thread's time goes, a request: with every thread busy, T/μ = D + these three (Little's law).
             "handed_over": mean(lambda times: times[0]),
             "call_beyond_delay": mean(lambda times: times[2] - times[1] - delay),
             "work": mean(lambda times: times[3] - times[2]),
-            "back_on_loop": mean(lambda times: times[4] - times[3]) if loop else None}  # the loop's, not the thread's
+            "back_on_loop": mean(lambda times: times[4] - times[3]) if from_a_loop else None}  # the loop's
 
 
 async def _from_a_loop(way: str, request: Callable[[], list[float]], threads: int, stop: float,

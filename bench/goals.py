@@ -153,6 +153,7 @@ def async_scale_with_overhead(results: Results) -> Iterator[Goal]:
 # The processes beside a work case's pool that share its cores (bench.work.PROCESSES, Work.busy)
 OTHERS = ("receiver", "upstream", "sender")
 
+
 def gil_seconds(w: Work) -> float | None:
     """A threads case without processes: the receiver's CPU seconds a request over its rate run (its work c
     and what the requests call and the loop add, all under the GIL); None: not measured."""

@@ -268,6 +268,7 @@ def test_the_model_page_states_the_committed_gil_run():
     assert [(way, interval) for way, interval, *_ in parts] == [
         ("sleep", "5"), ("requests", "1"), ("requests", "5"), ("requests", "20"),
         ("requests, run_in_executor", "5"), ("requests, anyio to_thread", "5")]
+
     def at(way: str, interval: int) -> dict:
         (measured,) = [r for r in run["ways"] if r["way"] == way and round(r["interval"] * 1000) == interval]
         return measured
@@ -288,7 +289,7 @@ def test_the_model_page_states_the_committed_gil_run():
     assert gil.beyond_delay(slow) < gil.beyond_delay(default)  # "the longer turn gave the shortest sum"
     assert gil.beyond_delay(slow) < gil.beyond_delay(fast)
     for way, interval, *shown in parts:
-        (measured,) = [r for r in run["ways"] if r["way"] == way and round(r["interval"] * 1000) == int(interval)]
+        measured = at(way, int(interval))
         assert shown == [gil.ms(measured["handed_over"]), gil.ms(measured["call_beyond_delay"]),
                          gil.ms(measured["work"]), gil.ms(gil.beyond_delay(measured)),
                          gil.ms(measured["model_beyond_delay"])], (way, interval)
