@@ -3,7 +3,9 @@
 models/steady.py's shared_gil() says that T threads which each wait D, then compute c, share
 CPython's GIL as a processor-sharing server. This measures it on one core, first with the wait
 a plain sleep, then with the wait an HTTP call to upstream through each layer the receiver's
-threads call it with (http.client, urllib3, requests), then with requests handed to the threads
+threads call it with (http.client, urllib3, requests: the receiver's session, which goes straight
+to upstream), requests as it comes (trust_env: it reads the proxy variables and looks for a .netrc
+on every call, system calls that let go of the GIL), then with requests handed to the threads
 from an event loop the way threaded mode does (run_in_executor) and def mode does (anyio's
 to_thread, with a limiter of T). Each way runs alone in a process of its own pinned to the
 server core, every thread always busy, for S seconds; its answers a second over the last two
@@ -44,11 +46,14 @@ from bench import machine
 from bench.rates import window_rate
 from bench.run import services
 from models.steady import shared_gil
+from receiver.clients import direct_session
 from receiver.cpu import compute
 from tools.processes import ROOT, pinned_to
 
 # Each way of making the call, in the order the table lists them: what the thread waits on.
-WAYS = ("sleep", "http.client", "urllib3", "requests", "requests, run_in_executor", "requests, anyio to_thread")
+WAYS = ("sleep", "http.client", "urllib3", "requests", "requests, trust_env", "requests, run_in_executor",
+        "requests, anyio to_thread")
+FROM_A_LOOP = ("requests, run_in_executor", "requests, anyio to_thread")  # handed to the threads by an event loop
 TIMEOUT = 30.0  # each call's, in seconds
 INTERVALS = (0.001, 0.005, 0.02)  # the switch intervals requests runs at, in seconds
 DEFAULT_INTERVAL = sys.getswitchinterval()  # CPython's: every way runs at it
@@ -78,8 +83,9 @@ def call(way: str, url: str, delay: float) -> tuple[Callable[[], object], Callab
     if way == "urllib3":
         pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=1000, timeout=TIMEOUT)
         return lambda: pool.request("GET", path).data, pool.close
-    # one session for the process, as the receiver's; unlike its default pool of 10, every thread keeps its connection
-    session = requests.Session()
+    # one session for the process, as the receiver's (straight to upstream; trust_env: as requests comes, reading
+    # the proxy variables and looking for a .netrc every call); unlike its pool of 10, every thread keeps its connection
+    session = requests.Session() if way == "requests, trust_env" else direct_session()
     session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=1000))
     return lambda: session.get(f"{url}{path}", timeout=TIMEOUT).content, session.close
 
@@ -113,7 +119,7 @@ def _run(way: str, threads: int, delay: float, cpu_ms: float, seconds: float, ur
     done: list[list[float]] = []  # a request's: time handed over, call begun, call done, work done (back on the loop)
     started, cpu = time.monotonic(), time.process_time()
     stop = started + seconds
-    from_a_loop = way.startswith("requests, ")
+    from_a_loop = way in FROM_A_LOOP
     if from_a_loop:
         asyncio.run(_from_a_loop(way, request, threads, stop, done))
     else:

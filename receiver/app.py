@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lab import SEED_BODY
 from lab.metrics import CALLER_HEADER
 from lab.settings import MAX_SECONDS, PositiveSeconds
-from receiver.clients import UpstreamError, open_clients
+from receiver.clients import UpstreamError, direct_session, open_clients
 from receiver.culprits import Culprits
 from receiver.metrics import HttpMetrics, ReceiverMetrics, SharedHttpMetrics
 from receiver.modes import HANDLERS, Handler
@@ -65,7 +65,8 @@ def read_delay_bound(upstream_base: str, caller: str) -> DelayBound:
     once upstream is healthy; the tests start upstream first).
     """
     try:
-        response = requests.get(f"{upstream_base}/info", timeout=INFO_TIMEOUT, headers={CALLER_HEADER: caller})
+        with direct_session() as session:
+            response = session.get(f"{upstream_base}/info", timeout=INFO_TIMEOUT, headers={CALLER_HEADER: caller})
         response.raise_for_status()
         seconds = UPSTREAM_MAX_DELAY.validate_python(response.json()["max_delay"])
     except (requests.RequestException, ValueError, KeyError, TypeError) as exc:  # ValidationError is a ValueError

@@ -25,6 +25,20 @@ from receiver.settings import AsyncClient, Settings, SyncClient
 HTTPX_KEEPALIVE = 20  # httpx.Limits' default max_keepalive_connections, named
 
 
+def direct_session() -> requests.Session:
+    """A requests session that goes straight to upstream, as the receiver's aiohttp and httpx clients do.
+
+    trust_env off: requests would otherwise read the proxy variables and look for a .netrc on
+    every call (aiohttp ignores both unless asked; the httpx clients below are told to). Upstream
+    is the lab's own service; a proxy that Docker passes to every container must not come between
+    them in some modes and not in others. Those lookups are also system calls that let go of the
+    GIL, and a thread that lets go waits for it again behind threads that compute (docs/model.md).
+    """
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
 class UpstreamError(Exception):
     """An upstream call that did not succeed, with the status the receiver answers."""
 
@@ -129,7 +143,7 @@ async def open_clients(settings: Settings, calls: UpstreamCalls | None = None) -
     # Every call names the caller's mode, so upstream can count what each receiver sends it
     # (the compare profile runs four against one upstream). Session headers: no per-call cost.
     caller = {CALLER_HEADER: settings.receiver_mode}
-    http = requests.Session()
+    http = direct_session()
     http.headers.update(caller)
     # pool_block=False is requests' default: more calls than the pool holds open extra
     # connections and drop them afterwards (urllib3 warns "Connection pool is full").

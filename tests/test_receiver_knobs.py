@@ -12,7 +12,7 @@ from lab import SEED_BODY
 from receiver.settings import Settings
 from tests.conftest import eventually, scrape
 from tests.conftest import run_service as run
-from tools.processes import Service, get
+from tools.processes import Service, free_port, get
 
 ACCESS_LINE = '"GET /tasks/task1 HTTP/1.1" 200'
 
@@ -46,6 +46,20 @@ def test_log_level_and_access_log_choose_the_lines(receiver_for):
 
     assert knobs(default) == ("info", False, True)
     assert knobs(quiet) == ("warning", True, True)
+
+
+def test_every_client_goes_straight_to_upstream_whatever_the_proxy_variables_say(receiver_for):
+    # A proxy that is not there (a port nothing listens on), as Docker's proxy settings would
+    # put in every container; requests, trusting the environment, would send each call to it.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    proxied = {name: nowhere for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")}
+    proxied |= {"NO_PROXY": "", "no_proxy": ""}
+    for mode, client in [("sync", "requests"), ("mixed", "requests"), ("threaded", "requests"), ("def", "requests"),
+                         ("sync", "httpx"), ("async", None)]:
+        knob = {"RECEIVER_SYNC_CLIENT": client} if client else {}
+        receiver = receiver_for(mode, **knob, **proxied)
+        assert get(f"{receiver.url}/tasks/task1") == (200, SEED_BODY), (mode, client)
+        assert json.loads(get(f"{receiver.url}/info")[1])["max_delay"]["source"] == "upstream", (mode, client)
 
 
 def test_metrics_off_leaves_out_the_request_series(receiver_for):
