@@ -266,7 +266,7 @@ def test_the_model_page_states_the_committed_gil_run():
     # Where the time goes: each row the page shows is the run's, in milliseconds.
     parts = re.findall(r"^\| ([a-z_, ]+) \| (\d+) ms" + r" \| (\d+)" * 5 + r" \|$", text, re.MULTILINE)
     assert [(way, interval) for way, interval, *_ in parts] == [
-        ("sleep", "5"), ("requests", "1"), ("requests", "5"), ("requests", "20"),
+        ("sleep", "5"), ("requests", "1"), ("requests", "5"), ("requests", "20"), ("requests, trust_env", "5"),
         ("requests, run_in_executor", "5"), ("requests, anyio to_thread", "5")]
 
     def at(way: str, interval: int) -> dict:
@@ -275,7 +275,10 @@ def test_the_model_page_states_the_committed_gil_run():
 
     said = " ".join(text.split())  # the bullets below the table quote it
     fast, default, slow = at("requests", 1), at("requests", 5), at("requests", 20)
+    environment = at("requests, trust_env", 5)
     for phrase in (f"yet it takes {gil.ms(default['call_beyond_delay'])} ms beyond D",
+                   f"Its call takes {gil.ms(environment['call_beyond_delay'])} ms beyond D against "
+                   f"{gil.ms(default['call_beyond_delay'])} ms for the receiver's session",
                    f"runs whole ({gil.ms(slow['work'])} ms) and the call waits behind it "
                    f"({gil.ms(slow['call_beyond_delay'])} ms)",
                    f"at 1 ms the call waits {gil.ms(fast['call_beyond_delay'])} ms",
@@ -286,6 +289,7 @@ def test_the_model_page_states_the_committed_gil_run():
         assert phrase in said, phrase
     # "a requests call is about a millisecond of Python": its CPU a request beyond a sleeping thread's
     assert 0.0005 < default["cpu_per_request"] - at("sleep", 5)["cpu_per_request"] < 0.002
+    assert environment["call_beyond_delay"] > default["call_beyond_delay"]  # "one more wait"
     assert gil.beyond_delay(slow) < gil.beyond_delay(default)  # "the longer turn gave the shortest sum"
     assert gil.beyond_delay(slow) < gil.beyond_delay(fast)
     for way, interval, *shown in parts:
