@@ -6,6 +6,8 @@ To tell the receiver's share from that floor, the burst runs, after a warm one, 
 
   waits                 a server that only waits D (bench/references/waits.py): no call, no
                         framework beyond aiohttp.web. What it takes beyond D is the floor.
+  waits, no HTTP library  the same with an asyncio.Protocol for a server (waits_raw.py): the
+                        floor with the server's own Python cut to the bone.
   FastAPI proxy, L=0    FastAPI + aiohttp making the receiver's call and nothing else, with no
                         connection limit (the receiver's L=0 line).
   aiohttp.web proxy, L=0  the same call with no framework beyond aiohttp's own server.
@@ -25,6 +27,7 @@ from bench.run import BenchError, Services, sender
 
 SERVERS = {  # label -> (module, its env beyond UPSTREAM_URL)
     "waits D, no call": (goals.FLOOR, {}),
+    "waits D, no HTTP library": ("bench.references.waits_raw", {}),
     "FastAPI proxy, L=0": ("bench.references.fastapi_proxy", {"REFERENCE_POOL_LIMIT": "0"}),
     "aiohttp.web proxy, L=0": ("bench.references.aiohttp_proxy", {"REFERENCE_POOL_LIMIT": "0"}),
 }

@@ -311,9 +311,10 @@ def _floors_section(results: Results) -> list[str]:
     n = next((f.n for f in results.floors if f.n), None)
     return [f"### The floor under a burst of {n:,}" if n else "### The floor under the async-scale burst", "",
             "The same burst, after a warm one, against servers that do less than the receiver, each alone on the "
-            "server core (bench/floors.py): one that only waits D, and FastAPI or aiohttp.web making the "
-            "receiver's call with no connection limit and nothing else. What the one that only waits takes "
-            "beyond D is the sender's and the kernel's share: no receiver's c₀ goes below it.", "",
+            "server core (bench/floors.py): two that only wait D (aiohttp.web, and an asyncio.Protocol with no "
+            "HTTP library), and FastAPI or aiohttp.web making the receiver's call with no connection limit "
+            "and nothing else. What the ones that only wait take beyond D is the sender's and the kernel's "
+            "share: no receiver's c₀ goes below it.", "",
             fmt.table(["server", "makespan", "beyond D", "server CPU"], rows, right=range(1, 4)), ""]
 
 

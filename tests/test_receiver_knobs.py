@@ -105,7 +105,8 @@ def test_bad_knob_exits_with_one_line(service, variable, bad, allowed):
 
 
 @pytest.mark.parametrize("module", ["bench.references.fastapi_proxy", "bench.references.fastapi_httpx_proxy",
-                                    "bench.references.aiohttp_proxy", "bench.references.waits"])
+                                    "bench.references.aiohttp_proxy", "bench.references.waits",
+                                    "bench.references.waits_raw"])
 def test_reference_servers_answer_the_seed_body_within_the_delay_asked(start, upstream, module):
     # the proxies pass ?delay= on to upstream, as the receiver does; waits waits it itself
     server = start(module, UPSTREAM_URL=upstream.url, REFERENCE_POOL_LIMIT="0")

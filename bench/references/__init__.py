@@ -8,7 +8,7 @@ logs. The two FastAPI ones share their app and server (fastapi_app.py): only the
 Each passes the request's query (its ?delay=) on to upstream, as the receiver does.
 
 waits is no proxy: it only waits the request's ?delay= and answers, the floor under a burst
-(bench/floors.py).
+(bench/floors.py); waits_raw does the same with no HTTP library, the floor under that floor.
 """
 
 import os
